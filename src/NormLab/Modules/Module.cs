@@ -1,0 +1,101 @@
+namespace NormLab;
+
+/// <summary>
+/// A layer with a hand-written backward. <see cref="Forward"/> returns an output the module owns (reused while the shape stays);
+/// <see cref="Backward"/> takes the gradient of that output, returns the gradient of the input (also owned) and adds the
+/// parameter gradients into <see cref="Parameter.Grad"/>.
+/// </summary>
+/// <remarks>
+/// A module keeps what its backward needs from the last forward, so Backward must follow the Forward it belongs to.
+/// Outputs are overwritten by the next Forward: copy them if you need them longer.
+/// </remarks>
+public abstract class Module
+{
+    /// <summary>True in training mode (the default), false after <see cref="Eval"/>.</summary>
+    public bool Training { get; private set; } = true;
+
+    /// <summary>
+    /// Called after every forward with (module, input, output); for observing activations without changing the model
+    /// (the lab's probes). Null by default.
+    /// </summary>
+    public Action<Module, Tensor, Tensor>? ForwardHook { get; set; }
+
+    /// <summary>Computes the output for <paramref name="x"/>.</summary>
+    public Tensor Forward(Tensor x)
+    {
+        var y = ForwardCore(x);
+        ForwardHook?.Invoke(this, x, y);
+        return y;
+    }
+
+    /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the last output) and returns the input gradient.</summary>
+    public Tensor Backward(Tensor dy) => BackwardCore(dy);
+
+    /// <summary>The forward computation.</summary>
+    protected abstract Tensor ForwardCore(Tensor x);
+
+    /// <summary>The backward computation.</summary>
+    protected abstract Tensor BackwardCore(Tensor dy);
+
+    /// <summary>This module's own parameters (not its children's).</summary>
+    protected virtual IEnumerable<Parameter> LocalParameters() => [];
+
+    /// <summary>This module's own persistent buffers (running statistics), with their state-dict names.</summary>
+    protected virtual IEnumerable<(string Name, Tensor Value)> LocalBuffers() => [];
+
+    /// <summary>Direct sub-modules with their names (PyTorch's: an index in a Sequential).</summary>
+    public virtual IEnumerable<(string Name, Module Child)> Children() => [];
+
+    /// <summary>All parameters of this module and its descendants, in a stable order.</summary>
+    public IEnumerable<Parameter> Parameters() => NamedParameters().Select(p => p.Parameter);
+
+    /// <summary>All parameters with state-dict names such as <c>0.weight</c>.</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> NamedParameters(string prefix = "")
+    {
+        foreach (var p in LocalParameters())
+            yield return (prefix + p.Name, p);
+        foreach (var (name, child) in Children())
+            foreach (var item in child.NamedParameters(prefix + name + "."))
+                yield return item;
+    }
+
+    /// <summary>All buffers (running statistics) with state-dict names such as <c>1.running_mean</c>.</summary>
+    public IEnumerable<(string Name, Tensor Value)> NamedBuffers(string prefix = "")
+    {
+        foreach (var (name, value) in LocalBuffers())
+            yield return (prefix + name, value);
+        foreach (var (name, child) in Children())
+            foreach (var item in child.NamedBuffers(prefix + name + "."))
+                yield return item;
+    }
+
+    /// <summary>This module and all its descendants, depth first, parents before children.</summary>
+    public IEnumerable<Module> Modules()
+    {
+        yield return this;
+        foreach (var (_, child) in Children())
+            foreach (var m in child.Modules())
+                yield return m;
+    }
+
+    /// <summary>Sets training mode on this module and all descendants.</summary>
+    public Module Train(bool mode = true)
+    {
+        foreach (var m in Modules())
+            m.Training = mode;
+        return this;
+    }
+
+    /// <summary>Sets evaluation mode (running statistics, no dropout) on this module and all descendants.</summary>
+    public Module Eval() => Train(false);
+
+    /// <summary>Zeroes the gradients of all parameters.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in Parameters())
+            p.Grad.Zero();
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => GetType().Name;
+}

@@ -1,0 +1,42 @@
+namespace NormLab;
+
+/// <summary>Modules applied in order; backward runs them in reverse. Children are named by index, as in PyTorch.</summary>
+public sealed class Sequential : Module
+{
+    private readonly Module[] _layers;
+
+    /// <summary>Creates the chain.</summary>
+    public Sequential(params Module[] layers) => _layers = (Module[])layers.Clone();
+
+    /// <summary>The modules, in order.</summary>
+    public IReadOnlyList<Module> Layers => _layers;
+
+    /// <summary>The module at <paramref name="index"/>.</summary>
+    public Module this[int index] => _layers[index];
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor x)
+    {
+        foreach (var layer in _layers)
+            x = layer.Forward(x);
+        return x;
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor BackwardCore(Tensor dy)
+    {
+        for (int i = _layers.Length - 1; i >= 0; i--)
+            dy = _layers[i].Backward(dy);
+        return dy;
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<(string Name, Module Child)> Children()
+    {
+        for (int i = 0; i < _layers.Length; i++)
+            yield return (i.ToString(System.Globalization.CultureInfo.InvariantCulture), _layers[i]);
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => "Sequential(" + string.Join(", ", _layers.Select(l => l.ToString())) + ")";
+}

@@ -1,0 +1,226 @@
+using NormLab.Kernels;
+
+namespace NormLab;
+
+/// <summary>
+/// Batch normalization with PyTorch's semantics (<c>torch.nn.modules.batchnorm._BatchNorm</c>):
+/// <code>
+/// y = γ·(x − mean)/√(var + eps) + β        per channel (dimension 1), over all other dimensions
+/// </code>
+/// <list type="bullet">
+/// <item>Training: mean and the <b>biased</b> variance of the batch normalize; if running statistics are tracked they are updated as
+/// <c>running = (1 − momentum)·running + momentum·batch</c> with the <b>unbiased</b> batch variance (×m/(m − 1), m = values per
+/// channel); <c>momentum = null</c> uses the cumulative average, factor 1/<see cref="NumBatchesTracked"/>.</item>
+/// <item>Eval: <see cref="RunningMean"/> and <see cref="RunningVar"/> normalize, and the layer is an affine map.</item>
+/// <item><c>trackRunningStats = false</c>: no running buffers; batch statistics in both modes.</item>
+/// <item>Using batch statistics with one value per channel (m = 1) is an error, as in PyTorch.</item>
+/// </list>
+/// Note PyTorch's momentum is the weight of the <i>new</i> value (Keras' 0.99 corresponds to 0.01 here).
+/// </summary>
+public abstract class BatchNorm : Module
+{
+    private readonly double[] _mean;
+    private readonly double[] _m2;
+    private readonly double[] _invStd;
+    private Tensor? _input;
+    private Tensor? _output;
+    private Tensor? _inputGrad;
+    private bool _usedBatchStats;
+    private (int N, int C, int S) _layout;
+
+    /// <summary>Creates the layer with γ = 1, β = 0, running mean 0, running variance 1.</summary>
+    /// <param name="numFeatures">C, the number of channels (features).</param>
+    /// <param name="eps">Added to the variance under the square root.</param>
+    /// <param name="momentum">Weight of the new batch statistic in the running average; null for a cumulative average.</param>
+    /// <param name="affine">Whether the layer has learnable γ and β.</param>
+    /// <param name="trackRunningStats">Whether the layer keeps running statistics for eval mode.</param>
+    protected BatchNorm(int numFeatures, double eps, double? momentum, bool affine, bool trackRunningStats)
+    {
+        if (numFeatures <= 0)
+            throw new ArgumentOutOfRangeException(nameof(numFeatures), $"{GetType().Name}: numFeatures must be positive, got {numFeatures}.");
+        if (!(eps >= 0) || double.IsInfinity(eps))
+            throw new ArgumentOutOfRangeException(nameof(eps), $"{GetType().Name}: eps must be a finite value ≥ 0, got {eps}.");
+        if (momentum is { } mo && !(mo >= 0 && mo <= 1))
+            throw new ArgumentOutOfRangeException(nameof(momentum), $"{GetType().Name}: momentum must be in [0, 1] or null, got {mo}.");
+        NumFeatures = numFeatures;
+        Eps = eps;
+        Momentum = momentum;
+        Affine = affine;
+        TrackRunningStats = trackRunningStats;
+        if (affine)
+        {
+            var gamma = new Tensor(numFeatures);
+            gamma.Fill(1f);
+            Weight = new Parameter("weight", gamma, ParameterRole.NormScale);
+            Bias = new Parameter("bias", new Tensor(numFeatures), ParameterRole.NormShift);
+        }
+        if (trackRunningStats)
+        {
+            RunningMean = new Tensor(numFeatures);
+            RunningVar = new Tensor(numFeatures);
+            RunningVar.Fill(1f);
+        }
+        _mean = new double[numFeatures];
+        _m2 = new double[numFeatures];
+        _invStd = new double[numFeatures];
+    }
+
+    /// <summary>C, the number of channels.</summary>
+    public int NumFeatures { get; }
+
+    /// <summary>Added to the variance under the square root.</summary>
+    public double Eps { get; }
+
+    /// <summary>Weight of the new batch statistic in the running average; null for the cumulative average.</summary>
+    public double? Momentum { get; set; }
+
+    /// <summary>Whether the layer has γ and β.</summary>
+    public bool Affine { get; }
+
+    /// <summary>Whether running statistics are kept.</summary>
+    public bool TrackRunningStats { get; }
+
+    /// <summary>γ (named <c>weight</c> as in PyTorch); null when <see cref="Affine"/> is false.</summary>
+    public Parameter? Weight { get; }
+
+    /// <summary>β (named <c>bias</c> as in PyTorch); null when <see cref="Affine"/> is false.</summary>
+    public Parameter? Bias { get; }
+
+    /// <summary>The running mean; null when <see cref="TrackRunningStats"/> is false.</summary>
+    public Tensor? RunningMean { get; }
+
+    /// <summary>The running (unbiased) variance; null when <see cref="TrackRunningStats"/> is false.</summary>
+    public Tensor? RunningVar { get; }
+
+    /// <summary>The number of training batches seen (PyTorch's <c>num_batches_tracked</c>).</summary>
+    public long NumBatchesTracked { get; set; }
+
+    /// <summary>Resets running statistics to mean 0, variance 1, and the batch counter to 0.</summary>
+    public void ResetRunningStats()
+    {
+        RunningMean?.Zero();
+        RunningVar?.Fill(1f);
+        NumBatchesTracked = 0;
+    }
+
+    /// <summary>Checks the input's rank and channel count and views it as [n, c, s].</summary>
+    protected abstract (int N, int C, int S) Layout(Tensor x);
+
+    /// <summary>Throws unless dimension 1 is the channel count.</summary>
+    protected void CheckChannels(Tensor x)
+    {
+        if (x.Dim(1) != NumFeatures)
+            throw new ArgumentException(
+                $"{GetType().Name}({NumFeatures}): expected {NumFeatures} channels in dimension 1, got input of shape {x.ShapeString}.");
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor x)
+    {
+        var (n, c, s) = Layout(x);
+        _layout = (n, c, s);
+        _input = x;
+        var y = Tensor.Ensure(ref _output, x.Shape);
+        _usedBatchStats = Training || RunningMean is null;
+        if (x.Length == 0)
+            return y;
+        if (_usedBatchStats)
+        {
+            long m = (long)n * s;
+            if (m == 1)
+                throw new ArgumentException(
+                    $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
+            BatchNormKernels.Moments<float>(x.Span, n, c, s, _mean, _m2);
+            BatchNormKernels.InvStd(_invStd, _m2, m, Eps);
+            if (Training && RunningMean is not null && RunningVar is not null)
+            {
+                NumBatchesTracked++;
+                double factor = Momentum ?? 1.0 / NumBatchesTracked;
+                BatchNormKernels.UpdateRunning(RunningMean.Span, RunningVar.Span, _mean, _m2, m, factor);
+            }
+        }
+        else
+        {
+            var rm = RunningMean!.Span;
+            var rv = RunningVar!.Span;
+            for (int ch = 0; ch < c; ch++)
+            {
+                _mean[ch] = rm[ch];
+                _invStd[ch] = 1.0 / Math.Sqrt(rv[ch] + Eps);
+            }
+        }
+        BatchNormKernels.Normalize<float>(y.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s);
+        return y;
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor BackwardCore(Tensor dy)
+    {
+        ShapeCheck.Gradient(dy, _output, GetType().Name);
+        var x = _input!;
+        var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
+        if (x.Length == 0)
+            return dx;
+        var (n, c, s) = _layout;
+        var dGamma = Weight is null ? Span<float>.Empty : Weight.Grad.Span;
+        var dBeta = Bias is null ? Span<float>.Empty : Bias.Grad.Span;
+        if (_usedBatchStats)
+            BatchNormKernels.BackwardBatchStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, n, c, s);
+        else
+            BatchNormKernels.BackwardFixedStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, n, c, s);
+        return dx;
+    }
+
+    /// <inheritdoc/>
+    protected override IEnumerable<Parameter> LocalParameters()
+    {
+        if (Weight is not null)
+            yield return Weight;
+        if (Bias is not null)
+            yield return Bias;
+    }
+
+    /// <inheritdoc/>
+    protected override IEnumerable<(string Name, Tensor Value)> LocalBuffers()
+    {
+        if (RunningMean is not null)
+            yield return ("running_mean", RunningMean);
+        if (RunningVar is not null)
+            yield return ("running_var", RunningVar);
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{GetType().Name}({NumFeatures}, eps={Eps}, momentum={(Momentum is { } m ? m.ToString(System.Globalization.CultureInfo.InvariantCulture) : "None")}, affine={Affine}, track_running_stats={TrackRunningStats})";
+
+    private ReadOnlySpan<float> Gamma => Weight is null ? ReadOnlySpan<float>.Empty : Weight.Value.Span;
+
+    private ReadOnlySpan<float> Beta => Bias is null ? ReadOnlySpan<float>.Empty : Bias.Value.Span;
+}
+
+/// <summary>Batch normalization over [N, C] or [N, C, L] inputs; statistics per feature C over N (and L).</summary>
+public sealed class BatchNorm1d(int numFeatures, double eps = 1e-5, double? momentum = 0.1, bool affine = true, bool trackRunningStats = true)
+    : BatchNorm(numFeatures, eps, momentum, affine, trackRunningStats)
+{
+    /// <inheritdoc/>
+    protected override (int N, int C, int S) Layout(Tensor x)
+    {
+        if (x.Rank is not (2 or 3))
+            throw new ArgumentException($"BatchNorm1d: expected 2D or 3D input [N, C] or [N, C, L], got {x.Rank}D input of shape {x.ShapeString}.");
+        CheckChannels(x);
+        return (x.Dim(0), x.Dim(1), x.Rank == 3 ? x.Dim(2) : 1);
+    }
+}
+
+/// <summary>Batch normalization over [N, C, H, W] inputs; statistics per channel over N·H·W.</summary>
+public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double? momentum = 0.1, bool affine = true, bool trackRunningStats = true)
+    : BatchNorm(numFeatures, eps, momentum, affine, trackRunningStats)
+{
+    /// <inheritdoc/>
+    protected override (int N, int C, int S) Layout(Tensor x)
+    {
+        ShapeCheck.Rank(x, 4, "BatchNorm2d", "[N, C, H, W]");
+        CheckChannels(x);
+        return (x.Dim(0), x.Dim(1), x.Dim(2) * x.Dim(3));
+    }
+}
