@@ -27,11 +27,16 @@ public static class BatchNormKernels
         double count = (double)n * s;
         if (count == 0)
             return;
-        for (int i = 0; i < n; i++)
-            for (int ch = 0; ch < c; ch++)
-                mean[ch] += double.CreateChecked(TensorPrimitives.Sum(x.Slice((i * c + ch) * s, s)));
+        // First pass: mean = shift + Σ(x − shift)/m, shift = the channel's first value, so that far-from-zero data
+        // sum their small deviations rather than their large offset.
         for (int ch = 0; ch < c; ch++)
-            mean[ch] /= count;
+        {
+            T shift = x[ch * s];
+            double sum = 0;
+            for (int i = 0; i < n; i++)
+                sum += Centered.SumShifted(x.Slice((i * c + ch) * s, s), shift);
+            mean[ch] = double.CreateChecked(shift) + sum / count;
+        }
         for (int ch = 0; ch < c; ch++)
         {
             var (hi, lo) = Centered.Split<T>(mean[ch]);

@@ -17,6 +17,24 @@ internal static class Centered
         return (hi, lo);
     }
 
+    /// <summary>Σ (x − shift): with a shift near the data the float sum keeps the data's spread, not their offset.</summary>
+    public static double SumShifted<T>(ReadOnlySpan<T> x, T shift) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        T sum = T.Zero;
+        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
+        {
+            var vs = new Vector<T>(shift);
+            var acc = Vector<T>.Zero;
+            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
+                acc += new Vector<T>(x.Slice(i)) - vs;
+            sum = Vector.Sum(acc);
+        }
+        for (; i < x.Length; i++)
+            sum += x[i] - shift;
+        return double.CreateChecked(sum);
+    }
+
     /// <summary>Σ ((x − hi) − lo)².</summary>
     public static double SumSquares<T>(ReadOnlySpan<T> x, T hi, T lo) where T : unmanaged, IFloatingPointIeee754<T>
     {

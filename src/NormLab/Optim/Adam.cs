@@ -1,0 +1,86 @@
+namespace NormLab;
+
+/// <summary>
+/// Adam with PyTorch's semantics (<c>torch.optim.Adam</c>; with <c>decoupled</c> = true, <c>torch.optim.AdamW</c>):
+/// <code>
+/// g = ∇ + λ·w                      (Adam's L2 form)      or   w = w·(1 − lr·λ)   (AdamW, decoupled)
+/// m = β₁·m + (1 − β₁)·g            v = β₂·v + (1 − β₂)·g²
+/// w = w − lr/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε)
+/// </code>
+/// </summary>
+public class Adam : Optimizer
+{
+    private readonly float[][] _m, _v;
+    private readonly bool _decoupled;
+
+    /// <summary>Creates Adam (L2 weight decay added to the gradient).</summary>
+    public Adam(IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+        double weightDecay = 0, DecayPolicy decay = DecayPolicy.All)
+        : this(parameters, lr, beta1, beta2, eps, weightDecay, decay, decoupled: false)
+    {
+    }
+
+    /// <summary>Creates Adam or AdamW.</summary>
+    protected Adam(IEnumerable<Parameter> parameters, double lr, double beta1, double beta2, double eps, double weightDecay,
+        DecayPolicy decay, bool decoupled)
+        : base(parameters, lr, weightDecay, decay)
+    {
+        if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+            throw new ArgumentOutOfRangeException(nameof(beta1), $"{GetType().Name}: betas must be in [0, 1), got ({beta1}, {beta2}).");
+        if (!(eps >= 0))
+            throw new ArgumentOutOfRangeException(nameof(eps), $"{GetType().Name}: eps must be ≥ 0, got {eps}.");
+        Beta1 = beta1;
+        Beta2 = beta2;
+        Eps = eps;
+        _decoupled = decoupled;
+        _m = Parameters.Select(p => new float[p.Value.Length]).ToArray();
+        _v = Parameters.Select(p => new float[p.Value.Length]).ToArray();
+    }
+
+    /// <summary>β₁.</summary>
+    public double Beta1 { get; }
+
+    /// <summary>β₂.</summary>
+    public double Beta2 { get; }
+
+    /// <summary>ε.</summary>
+    public double Eps { get; }
+
+    /// <inheritdoc/>
+    protected override void Update(int index, Parameter p, float weightDecay)
+    {
+        var w = p.Value.Span;
+        var grad = p.Grad.Span;
+        var m = _m[index];
+        var v = _v[index];
+        float b1 = (float)Beta1, b2 = (float)Beta2, eps = (float)Eps, lr = (float)LearningRate;
+        double t = StepCount;
+        float stepSize = (float)(LearningRate / (1 - Math.Pow(Beta1, t)));
+        float sqrtBc2 = (float)Math.Sqrt(1 - Math.Pow(Beta2, t));
+        float l2 = _decoupled ? 0f : weightDecay;
+        float shrink = _decoupled ? 1f - lr * weightDecay : 1f;
+        for (int i = 0; i < w.Length; i++)
+        {
+            float g = grad[i] + l2 * w[i];
+            w[i] *= shrink;
+            m[i] = b1 * m[i] + (1 - b1) * g;
+            v[i] = b2 * v[i] + (1 - b2) * g * g;
+            w[i] -= stepSize * m[i] / (MathF.Sqrt(v[i]) / sqrtBc2 + eps);
+        }
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<(string Name, float[] Values)> StateBuffers()
+    {
+        for (int i = 0; i < _m.Length; i++)
+        {
+            yield return ($"{i}.exp_avg", _m[i]);
+            yield return ($"{i}.exp_avg_sq", _v[i]);
+        }
+    }
+}
+
+/// <summary>AdamW: Adam with decoupled weight decay (default λ = 0.01, as in PyTorch).</summary>
+public sealed class AdamW(IEnumerable<Parameter> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+    double weightDecay = 1e-2, DecayPolicy decay = DecayPolicy.All)
+    : Adam(parameters, lr, beta1, beta2, eps, weightDecay, decay, decoupled: true);

@@ -1,0 +1,67 @@
+namespace NormLab;
+
+/// <summary>
+/// Stochastic gradient descent with PyTorch's semantics (<c>torch.optim.SGD</c>):
+/// <code>
+/// g = ∇ + λ·w
+/// b = g (first step), else b = μ·b + (1 − dampening)·g
+/// g = g + μ·b (Nesterov) or g = b
+/// w = w − lr·g
+/// </code>
+/// </summary>
+public sealed class Sgd : Optimizer
+{
+    private readonly float[]?[] _momentumBuffers;
+
+    /// <summary>Creates the optimizer.</summary>
+    public Sgd(IEnumerable<Parameter> parameters, double lr, double momentum = 0, double dampening = 0, double weightDecay = 0,
+        bool nesterov = false, DecayPolicy decay = DecayPolicy.All)
+        : base(parameters, lr, weightDecay, decay)
+    {
+        if (!(momentum >= 0))
+            throw new ArgumentOutOfRangeException(nameof(momentum), $"Sgd: momentum must be ≥ 0, got {momentum}.");
+        if (nesterov && (momentum <= 0 || dampening != 0))
+            throw new ArgumentException("Sgd: Nesterov momentum requires a momentum > 0 and zero dampening.");
+        Momentum = momentum;
+        Dampening = dampening;
+        Nesterov = nesterov;
+        _momentumBuffers = new float[]?[Parameters.Count];
+    }
+
+    /// <summary>μ.</summary>
+    public double Momentum { get; }
+
+    /// <summary>Dampening of the momentum update.</summary>
+    public double Dampening { get; }
+
+    /// <summary>Whether Nesterov momentum is used.</summary>
+    public bool Nesterov { get; }
+
+    /// <inheritdoc/>
+    protected override void Update(int index, Parameter p, float weightDecay)
+    {
+        var w = p.Value.Span;
+        var grad = p.Grad.Span;
+        float lr = (float)LearningRate, mu = (float)Momentum, damp = 1f - (float)Dampening;
+        bool first = _momentumBuffers[index] is null;
+        var buf = mu != 0 ? (_momentumBuffers[index] ??= new float[w.Length]) : null;
+        for (int i = 0; i < w.Length; i++)
+        {
+            float g = grad[i] + weightDecay * w[i];
+            if (buf is not null)
+            {
+                buf[i] = first ? g : mu * buf[i] + damp * g;
+                g = Nesterov ? g + mu * buf[i] : buf[i];
+            }
+            w[i] -= lr * g;
+        }
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<(string Name, float[] Values)> StateBuffers()
+    {
+        for (int i = 0; i < _momentumBuffers.Length; i++)
+            if (_momentumBuffers[i] is { } b)
+                yield return ($"{i}.momentum_buffer", b);
+    }
+}

@@ -1,0 +1,127 @@
+using NormLab.Kernels;
+using NormLab.Tests.Support;
+
+namespace NormLab.Tests;
+
+/// <summary>The BN kernels in double precision: gradients against central differences, on awkward shapes.</summary>
+public class BatchNormKernelTests
+{
+    public static TheoryData<int, int, int> Shapes => new()
+    {
+        { 2, 1, 1 },   // N = 2, C = 1, one value per row: m = 2
+        { 2, 3, 1 },
+        { 5, 3, 1 },   // [N, C]
+        { 3, 2, 7 },   // [N, C, L] with odd L
+        { 2, 4, 9 },   // [N, C, H·W]
+        { 1, 2, 5 },   // N = 1 but m = 5
+        { 4, 3, 17 },  // spans a vector and a remainder
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void BatchStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
+    {
+        var rng = new Rng((ulong)(n * 100 + c * 10 + s));
+        var x = Random(rng, n * c * s, 2.0, 1.5);
+        var gamma = Random(rng, c, 1.0, 0.3);
+        var beta = Random(rng, c, 0.0, 0.5);
+        var r = Random(rng, n * c * s, 0.0, 1.0);
+        const double eps = 1e-5;
+
+        double Loss()
+        {
+            var mean = new double[c];
+            var m2 = new double[c];
+            var invStd = new double[c];
+            var y = new double[x.Length];
+            BatchNormKernels.Moments<double>(x, n, c, s, mean, m2);
+            BatchNormKernels.InvStd(invStd, m2, n * s, eps);
+            BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s);
+            double sum = 0;
+            for (int i = 0; i < y.Length; i++) sum += y[i] * r[i];
+            return sum;
+        }
+
+        var mu = new double[c];
+        var m2a = new double[c];
+        var istd = new double[c];
+        BatchNormKernels.Moments<double>(x, n, c, s, mu, m2a);
+        BatchNormKernels.InvStd(istd, m2a, n * s, eps);
+        var dx = new double[x.Length];
+        var dGamma = new double[c];
+        var dBeta = new double[c];
+        BatchNormKernels.BackwardBatchStats<double>(dx, dGamma, dBeta, r, x, mu, istd, gamma, n, c, s);
+
+        GradCheck.Double("dx", x, dx, Loss);
+        GradCheck.Double("dγ", gamma, dGamma, Loss);
+        GradCheck.Double("dβ", beta, dBeta, Loss);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void FixedStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
+    {
+        var rng = new Rng((ulong)(n * 7 + c * 3 + s));
+        var x = Random(rng, n * c * s, 1.0, 2.0);
+        var gamma = Random(rng, c, 1.0, 0.3);
+        var beta = Random(rng, c, 0.0, 0.5);
+        var mean = Random(rng, c, 0.5, 1.0);
+        var invStd = Random(rng, c, 0.0, 1.0).Select(v => 0.5 + Math.Abs(v)).ToArray();
+        var r = Random(rng, n * c * s, 0.0, 1.0);
+
+        double Loss()
+        {
+            var y = new double[x.Length];
+            BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s);
+            double sum = 0;
+            for (int i = 0; i < y.Length; i++) sum += y[i] * r[i];
+            return sum;
+        }
+
+        var dx = new double[x.Length];
+        var dGamma = new double[c];
+        var dBeta = new double[c];
+        BatchNormKernels.BackwardFixedStats<double>(dx, dGamma, dBeta, r, x, mean, invStd, gamma, n, c, s);
+        GradCheck.Double("dx", x, dx, Loss);
+        GradCheck.Double("dγ", gamma, dGamma, Loss);
+        GradCheck.Double("dβ", beta, dBeta, Loss);
+    }
+
+    [Fact]
+    public void GradientsOfTheBatchStatisticsSumToZeroPerChannel()
+    {
+        // Σ dx = 0 and Σ dx·x̂ = 0 per channel follow from the backward formula (the output is invariant to shifting and scaling x).
+        int n = 6, c = 3, s = 5;
+        var rng = new Rng(3);
+        var x = Random(rng, n * c * s, 3.0, 2.0);
+        var r = Random(rng, n * c * s, 0.0, 1.0);
+        var mean = new double[c];
+        var m2 = new double[c];
+        var istd = new double[c];
+        BatchNormKernels.Moments<double>(x, n, c, s, mean, m2);
+        BatchNormKernels.InvStd(istd, m2, n * s, 0);
+        var dx = new double[x.Length];
+        BatchNormKernels.BackwardBatchStats<double>(dx, [], [], r, x, mean, istd, [], n, c, s);
+        for (int ch = 0; ch < c; ch++)
+        {
+            double sum = 0, dot = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < s; j++)
+                {
+                    int at = (i * c + ch) * s + j;
+                    sum += dx[at];
+                    dot += dx[at] * (x[at] - mean[ch]) * istd[ch];
+                }
+            Assert.True(Math.Abs(sum) < 1e-10, $"channel {ch}: Σdx = {sum}");
+            Assert.True(Math.Abs(dot) < 1e-10, $"channel {ch}: Σdx·x̂ = {dot}");
+        }
+    }
+
+    private static double[] Random(Rng rng, int count, double mean, double std)
+    {
+        var v = new double[count];
+        for (int i = 0; i < count; i++)
+            v[i] = mean + std * rng.NextGaussian();
+        return v;
+    }
+}
