@@ -246,11 +246,11 @@ public static class Conv
                 continue;
             }
             var cols = col.Slice(0, k * l);
-            Im2Col<T>(cols, xn, inChannels, w);
+            Im2Col(cols, xn, inChannels, w);
             Gemm.ABt(dWeight, dyn, cols, outChannels, l, k);
             cols.Clear();
             Gemm.AtB(cols, weight, dyn, k, outChannels, l);
-            Col2Im<T>(dxn, cols, inChannels, w);
+            Col2Im(dxn, cols, inChannels, w);
         }
     }
 
