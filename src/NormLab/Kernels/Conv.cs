@@ -1,0 +1,275 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// A kh×kw window sliding over an H×W plane with a stride and zero padding, as convolution and pooling use it.
+/// Per axis the output has <c>(size + 2·padding − kernel)/stride + 1</c> positions, rounded down (PyTorch's rule without
+/// <c>ceil_mode</c>); output position o covers input rows <c>o·stride − padding + i</c>, i in [0, kernel).
+/// </summary>
+public readonly struct Window2d
+{
+    /// <summary>Creates the geometry.</summary>
+    /// <exception cref="ArgumentException">A size is not positive, the padding is negative, or the window does not fit the padded plane.</exception>
+    public Window2d(int height, int width, int kernelHeight, int kernelWidth, int stride, int padding)
+    {
+        if (height < 1 || width < 1 || kernelHeight < 1 || kernelWidth < 1 || stride < 1 || padding < 0)
+            throw new ArgumentException(
+                $"Window2d: plane {height}×{width}, kernel {kernelHeight}×{kernelWidth}, stride {stride}, padding {padding}: sizes must be positive and padding ≥ 0.");
+        int outHeight = OutputSize(height, kernelHeight, stride, padding);
+        int outWidth = OutputSize(width, kernelWidth, stride, padding);
+        if (outHeight < 1 || outWidth < 1)
+            throw new ArgumentException(
+                $"Window2d: a {kernelHeight}×{kernelWidth} kernel does not fit a {height}×{width} plane padded by {padding}.");
+        Height = height;
+        Width = width;
+        KernelHeight = kernelHeight;
+        KernelWidth = kernelWidth;
+        Stride = stride;
+        Padding = padding;
+        OutHeight = outHeight;
+        OutWidth = outWidth;
+    }
+
+    /// <summary>H, the input plane's height.</summary>
+    public int Height { get; }
+
+    /// <summary>W, the input plane's width.</summary>
+    public int Width { get; }
+
+    /// <summary>kh, the window's height.</summary>
+    public int KernelHeight { get; }
+
+    /// <summary>kw, the window's width.</summary>
+    public int KernelWidth { get; }
+
+    /// <summary>The step between windows, on both axes.</summary>
+    public int Stride { get; }
+
+    /// <summary>Zeros (or −∞ for max pooling) added on every side of the plane.</summary>
+    public int Padding { get; }
+
+    /// <summary>Output height.</summary>
+    public int OutHeight { get; }
+
+    /// <summary>Output width.</summary>
+    public int OutWidth { get; }
+
+    /// <summary>H·W.</summary>
+    public int PlaneSize => Height * Width;
+
+    /// <summary>OutHeight·OutWidth, the number of window positions.</summary>
+    public int OutPlaneSize => OutHeight * OutWidth;
+
+    /// <summary>kh·kw.</summary>
+    public int KernelArea => KernelHeight * KernelWidth;
+
+    /// <summary>True for a 1×1 window with stride 1 and no padding, where the columns of a plane are the plane itself.</summary>
+    public bool IsPointwise => KernelHeight == 1 && KernelWidth == 1 && Stride == 1 && Padding == 0;
+
+    /// <summary>
+    /// Positions along one axis: <c>(size + 2·padding − kernel)/stride + 1</c> rounded down, or 0 when the kernel is larger than
+    /// the padded size (where integer division would round −1/2 up to a phantom position).
+    /// </summary>
+    public static int OutputSize(int size, int kernel, int stride, int padding)
+    {
+        if (stride < 1)
+            throw new ArgumentOutOfRangeException(nameof(stride), $"Window2d: stride must be positive, got {stride}.");
+        long span = (long)size + 2L * padding - kernel;
+        return span < 0 ? 0 : (int)Math.Min(span / stride + 1, int.MaxValue);
+    }
+
+    /// <summary>
+    /// The output positions [Lo, Hi) whose window element at <paramref name="k"/> lands inside the plane,
+    /// i.e. 0 ≤ o·stride − padding + k &lt; size. Outside that range the element reads the padding.
+    /// </summary>
+    internal (int Lo, int Hi) Inside(int k, int size, int outSize)
+    {
+        int offset = k - Padding;
+        int lo = offset >= 0 ? 0 : (-offset + Stride - 1) / Stride;
+        int hi = size - offset <= 0 ? 0 : Math.Min((size - offset + Stride - 1) / Stride, outSize);
+        return (Math.Min(lo, hi), hi);
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"Window2d({Height}×{Width}, kernel {KernelHeight}×{KernelWidth}, stride {Stride}, padding {Padding} → {OutHeight}×{OutWidth})";
+}
+
+/// <summary>
+/// 2-D convolution (cross-correlation, as in PyTorch) over NCHW images, through im2col and <see cref="Gemm"/>.
+/// With K = C_in·kh·kw and L = OutHeight·OutWidth, one image's columns form col [K, L] and
+/// <code>
+/// y_n  = W·col_n + b          W: [C_out, K]
+/// dW  += dy_n·col_nᵀ          db += Σ_L dy_n
+/// dx_n = col2im(Wᵀ·dy_n)
+/// </code>
+/// The caller owns the scratch buffer (K·L values), so the kernels never allocate.
+/// </summary>
+public static class Conv
+{
+    /// <summary>
+    /// Unfolds one C×H×W image into columns:
+    /// <c>col[(c·kh + i)·kw + j, oy·OW + ox] = x[c, oy·s − p + i, ox·s − p + j]</c>, 0 where that falls in the padding.
+    /// </summary>
+    public static void Im2Col<T>(Span<T> col, ReadOnlySpan<T> image, int channels, Window2d w)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckColumns(col.Length, image.Length, channels, w);
+        int outW = w.OutWidth, cols = w.OutPlaneSize, s = w.Stride;
+        int row = 0;
+        for (int c = 0; c < channels; c++)
+        {
+            var plane = image.Slice(c * w.PlaneSize, w.PlaneSize);
+            for (int i = 0; i < w.KernelHeight; i++)
+            {
+                var (oy0, oy1) = w.Inside(i, w.Height, w.OutHeight);
+                for (int j = 0; j < w.KernelWidth; j++, row++)
+                {
+                    var (ox0, ox1) = w.Inside(j, w.Width, outW);
+                    var dst = col.Slice(row * cols, cols);
+                    dst.Slice(0, oy0 * outW).Clear();
+                    dst.Slice(oy1 * outW).Clear();
+                    for (int oy = oy0; oy < oy1; oy++)
+                    {
+                        var line = dst.Slice(oy * outW, outW);
+                        var src = plane.Slice((oy * s - w.Padding + i) * w.Width, w.Width);
+                        line.Slice(0, ox0).Clear();
+                        line.Slice(ox1).Clear();
+                        int ix = ox0 * s - w.Padding + j;
+                        if (s == 1)
+                            src.Slice(ix, ox1 - ox0).CopyTo(line.Slice(ox0));
+                        else
+                            for (int ox = ox0; ox < ox1; ox++, ix += s)
+                                line[ox] = src[ix];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The adjoint of <see cref="Im2Col{T}"/>: adds every column entry back onto the pixel it was read from
+    /// (<c>image += col2im(col)</c>); entries that read the padding are dropped. Overlapping windows sum.
+    /// </summary>
+    public static void Col2Im<T>(Span<T> image, ReadOnlySpan<T> col, int channels, Window2d w)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckColumns(col.Length, image.Length, channels, w);
+        int outW = w.OutWidth, cols = w.OutPlaneSize, s = w.Stride;
+        int row = 0;
+        for (int c = 0; c < channels; c++)
+        {
+            var plane = image.Slice(c * w.PlaneSize, w.PlaneSize);
+            for (int i = 0; i < w.KernelHeight; i++)
+            {
+                var (oy0, oy1) = w.Inside(i, w.Height, w.OutHeight);
+                for (int j = 0; j < w.KernelWidth; j++, row++)
+                {
+                    var (ox0, ox1) = w.Inside(j, w.Width, outW);
+                    var src = col.Slice(row * cols, cols);
+                    for (int oy = oy0; oy < oy1; oy++)
+                    {
+                        var line = src.Slice(oy * outW, outW);
+                        var dst = plane.Slice((oy * s - w.Padding + i) * w.Width, w.Width);
+                        int ix = ox0 * s - w.Padding + j;
+                        if (s == 1)
+                        {
+                            var d = dst.Slice(ix, ox1 - ox0);
+                            TensorPrimitives.Add(d, line.Slice(ox0, ox1 - ox0), d);
+                        }
+                        else
+                            for (int ox = ox0; ox < ox1; ox++, ix += s)
+                                dst[ix] += line[ox];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// y = conv(x, W) + b for a batch: x [n, C_in, H, W], weight [C_out, C_in, kh, kw], y [n, C_out, OH, OW] (overwritten).
+    /// An empty <paramref name="bias"/> means none. <paramref name="col"/> holds K·L values; it may be empty for a
+    /// pointwise window (<see cref="Window2d.IsPointwise"/>), whose columns are the image itself.
+    /// </summary>
+    public static void Forward<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, Span<T> col,
+        int n, int inChannels, int outChannels, Window2d w)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckSizes(x.Length, y.Length, weight.Length, bias.Length, col.Length, n, inChannels, outChannels, w);
+        int k = inChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = inChannels * w.PlaneSize;
+        for (int img = 0; img < n; img++)
+        {
+            var xn = x.Slice(img * imageSize, imageSize);
+            var yn = y.Slice(img * outChannels * l, outChannels * l);
+            for (int co = 0; co < outChannels; co++)
+                yn.Slice(co * l, l).Fill(bias.IsEmpty ? T.Zero : bias[co]);
+            ReadOnlySpan<T> cols = xn;
+            if (!w.IsPointwise)
+            {
+                Im2Col(col, xn, inChannels, w);
+                cols = col.Slice(0, k * l);
+            }
+            Gemm.AB(yn, weight, cols, outChannels, k, l);
+        }
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Forward{T}"/> given dy [n, C_out, OH, OW]: dx is overwritten, <paramref name="dWeight"/> and
+    /// <paramref name="dBias"/> accumulate (<c>+=</c>); an empty <paramref name="dBias"/> skips the bias gradient.
+    /// The columns are recomputed from x into <paramref name="col"/>, which then holds dcol = Wᵀ·dy_n: one scratch buffer
+    /// serves both, since dW has consumed col before dcol is needed.
+    /// </summary>
+    public static void Backward<T>(Span<T> dx, Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+        ReadOnlySpan<T> weight, Span<T> col, int n, int inChannels, int outChannels, Window2d w)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckSizes(x.Length, dy.Length, weight.Length, dBias.Length, col.Length, n, inChannels, outChannels, w);
+        if (dx.Length != x.Length || dWeight.Length != weight.Length)
+            throw new ArgumentException(
+                $"Conv kernel: dx of {dx.Length} values for x of {x.Length}, dW of {dWeight.Length} values for W of {weight.Length}.");
+        int k = inChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = inChannels * w.PlaneSize;
+        for (int img = 0; img < n; img++)
+        {
+            var xn = x.Slice(img * imageSize, imageSize);
+            var dxn = dx.Slice(img * imageSize, imageSize);
+            var dyn = dy.Slice(img * outChannels * l, outChannels * l);
+            if (!dBias.IsEmpty)
+                for (int co = 0; co < outChannels; co++)
+                    dBias[co] += TensorPrimitives.Sum(dyn.Slice(co * l, l));
+            dxn.Clear();
+            if (w.IsPointwise)
+            {
+                Gemm.ABt(dWeight, dyn, xn, outChannels, l, k);
+                Gemm.AtB(dxn, weight, dyn, k, outChannels, l);
+                continue;
+            }
+            var cols = col.Slice(0, k * l);
+            Im2Col(cols, xn, inChannels, w);
+            Gemm.ABt(dWeight, dyn, cols, outChannels, l, k);
+            cols.Clear();
+            Gemm.AtB(cols, weight, dyn, k, outChannels, l);
+            Col2Im(dxn, cols, inChannels, w);
+        }
+    }
+
+    private static void CheckColumns(int colLength, int imageLength, int channels, Window2d w)
+    {
+        if ((long)channels * w.PlaneSize != imageLength || colLength < (long)channels * w.KernelArea * w.OutPlaneSize)
+            throw new ArgumentException(
+                $"im2col: an image of {imageLength} values and columns of {colLength} values do not fit {channels} channels of {w}.");
+    }
+
+    private static void CheckSizes(int x, int y, int weight, int bias, int col, int n, int inChannels, int outChannels, Window2d w)
+    {
+        long k = (long)inChannels * w.KernelArea;
+        if (x != (long)n * inChannels * w.PlaneSize || y != (long)n * outChannels * w.OutPlaneSize || weight != outChannels * k)
+            throw new ArgumentException(
+                $"Conv kernel: x {x}, y {y} and W {weight} values do not form n={n}, C_in={inChannels}, C_out={outChannels} over {w}.");
+        if (bias != 0 && bias != outChannels)
+            throw new ArgumentException($"Conv kernel: a bias of {bias} values for {outChannels} output channels.");
+        if (!w.IsPointwise && col < k * w.OutPlaneSize)
+            throw new ArgumentException($"Conv kernel: a column buffer of {col} values, {k * w.OutPlaneSize} needed for {w}.");
+    }
+}
