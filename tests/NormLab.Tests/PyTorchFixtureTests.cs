@@ -151,6 +151,34 @@ public class PyTorchFixtureTests
         Close("mse dx", f.T("dx"), mse.Backward());
     }
 
+    [Theory]
+    [InlineData("conv2d_s1_p1")]
+    [InlineData("conv2d_s2_p1")]
+    [InlineData("conv2d_k1")]
+    public void Conv2dMatchesPyTorch(string name)
+    {
+        var f = Fixture.Load("layers", name);
+        var conv = new Conv2d(f.Int("in_channels"), f.Int("out_channels"), f.Int("kernel_size"), f.Int("stride"), f.Int("padding"),
+            bias: f.Flag("bias"));
+        conv.Weight.Value.CopyFrom(f.T("weight"));
+        if (conv.Bias is not null)
+            conv.Bias.Value.CopyFrom(f.T("bias"));
+        CheckLayer(f, conv);
+    }
+
+    [Theory]
+    [InlineData("maxpool2d_k2")]
+    [InlineData("maxpool2d_k3_s2_p1")]
+    [InlineData("avgpool2d_k2")]
+    [InlineData("avgpool2d_k3_s2_p1")]
+    public void PoolingMatchesPyTorch(string name)
+    {
+        var f = Fixture.Load("layers", name);
+        int k = f.Int("kernel_size"), s = f.Int("stride"), p = f.Int("padding");
+        Module pool = f.Meta("module") == "MaxPool2d" ? new MaxPool2d(k, s, p) : new AvgPool2d(k, s, p);
+        CheckLayer(f, pool);
+    }
+
     /// <summary>Forward x → y, backward dy → dx (and parameter gradients where recorded).</summary>
     internal static void CheckLayer(Fixture f, Module m)
     {

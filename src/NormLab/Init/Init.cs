@@ -42,8 +42,11 @@ public static class Init
     }
 
     /// <summary>Xavier/Glorot normal: N(0, std²), std = gain·√(2/(fan_in + fan_out)).</summary>
-    public static void XavierNormal(Tensor t, Rng rng, double gain = 1) =>
-        Normal(t, rng, gain * Math.Sqrt(2.0 / (Fans(t).FanIn + Fans(t).FanOut)));
+    public static void XavierNormal(Tensor t, Rng rng, double gain = 1)
+    {
+        var (fanIn, fanOut) = Fans(t);
+        Normal(t, rng, gain * Math.Sqrt(2.0 / (fanIn + fanOut)));
+    }
 
     /// <summary>
     /// Kaiming/He uniform: U(−b, b), b = gain·√(3/fan), gain = √(2/(1 + a²)) (leaky-ReLU slope a; a = 0 is ReLU).

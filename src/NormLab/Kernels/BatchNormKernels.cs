@@ -15,7 +15,9 @@ namespace NormLab.Kernels;
 public static class BatchNormKernels
 {
     /// <summary>
-    /// Per-channel mean and M2 = Σ(x − mean)² of a batch slice, two passes, double accumulation (no E[x²] − E[x]² cancellation).
+    /// Per-channel mean and M2 = Σ(x − mean)² of a batch slice, in two passes (no E[x²] − E[x]² cancellation). Within a
+    /// plane the sums run in T over values already centred (on a shift, then on the mean), so they are small and do not
+    /// lose the data's spread; across planes they accumulate in double.
     /// The count per channel is n·s. A slice of rows of a batch is a valid input, so ghost batches and cross-process merges reuse it.
     /// </summary>
     public static void Moments<T>(ReadOnlySpan<T> x, int n, int c, int s, Span<double> mean, Span<double> m2)

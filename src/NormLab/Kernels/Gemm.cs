@@ -14,7 +14,7 @@ public static class Gemm
     public static void AB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
         where T : unmanaged, INumber<T>
     {
-        Check(c.Length, m * n, a.Length, m * k, b.Length, k * n);
+        Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)k * n);
         for (int i = 0; i < m; i++)
         {
             var cRow = c.Slice(i * n, n);
@@ -28,9 +28,9 @@ public static class Gemm
 
     /// <summary>C[m,n] += Σ_k A[m,k]·B[n,k]  (A: M×K, B: N×K, C: M×N) — a product with B transposed.</summary>
     public static void ABt<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
-        where T : unmanaged, IRootFunctions<T>, IFloatingPointIeee754<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check(c.Length, m * n, a.Length, m * k, b.Length, n * k);
+        Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)n * k);
         for (int i = 0; i < m; i++)
         {
             var aRow = a.Slice(i * k, k);
@@ -44,7 +44,7 @@ public static class Gemm
     public static void AtB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
         where T : unmanaged, INumber<T>
     {
-        Check(c.Length, m * n, a.Length, k * m, b.Length, k * n);
+        Check(c.Length, (long)m * n, a.Length, (long)k * m, b.Length, (long)k * n);
         for (int p = 0; p < k; p++)
         {
             var aRow = a.Slice(p * m, m);
@@ -73,7 +73,7 @@ public static class Gemm
             y[i] += a * x[i];
     }
 
-    private static void Check(int c, int cNeed, int a, int aNeed, int b, int bNeed)
+    private static void Check(int c, long cNeed, int a, long aNeed, int b, long bNeed)
     {
         if (c < cNeed || a < aNeed || b < bNeed)
             throw new ArgumentException($"Gemm: buffers too short (C {c}/{cNeed}, A {a}/{aNeed}, B {b}/{bNeed}).");

@@ -89,7 +89,8 @@ public abstract class Module
     /// <summary>Sets evaluation mode (running statistics, no dropout) on this module and all descendants.</summary>
     public Module Eval() => Train(false);
 
-    /// <summary>Zeroes the gradients of all parameters.</summary>
+    /// <summary>Zeroes the gradients of all parameters (walks the module tree; in a training loop prefer
+    /// <see cref="Optimizer.ZeroGrad"/>, which holds the list and allocates nothing).</summary>
     public void ZeroGrad()
     {
         foreach (var p in Parameters())

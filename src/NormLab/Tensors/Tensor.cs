@@ -71,7 +71,15 @@ public sealed class Tensor
     public ref float this[int index] => ref Storage[Offset + CheckIndex(index)];
 
     /// <summary>Element access by (row, column) for 2-D tensors.</summary>
-    public ref float this[int i, int j] => ref Storage[Offset + CheckIndex(i * _shape[1] + j)];
+    public ref float this[int i, int j]
+    {
+        get
+        {
+            if (Rank != 2 || (uint)i >= (uint)_shape[0] || (uint)j >= (uint)_shape[1])
+                throw new IndexOutOfRangeException($"Index [{i}, {j}] is outside a tensor of shape {ShapeString}.");
+            return ref Storage[Offset + i * _shape[1] + j];
+        }
+    }
 
     /// <summary>The shape as text, e.g. <c>[60, 100]</c>.</summary>
     public string ShapeString => Format(_shape);

@@ -7,7 +7,7 @@ public static class TensorAssert
     public static void Close(string label, ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double rtol = 1e-5, double atol = 1e-6)
     {
         Assert.True(expected.Length == actual.Length, $"{label}: {expected.Length} expected values, {actual.Length} actual");
-        double maxAbs = 0, maxRel = 0;
+        double maxAbs = 0, maxRel = 0, worstExcess = 0;
         int worst = -1;
         for (int i = 0; i < expected.Length; i++)
         {
@@ -16,8 +16,11 @@ public static class TensorAssert
             if (double.IsNaN(a) != double.IsNaN(e))
                 diff = double.PositiveInfinity;
             double tol = atol + rtol * Math.Max(Math.Abs(e), Math.Abs(a));
-            if (diff > tol && (worst < 0 || diff - tol > maxAbs))
+            if (diff > tol && diff - tol > worstExcess)
+            {
                 worst = i;
+                worstExcess = diff - tol;
+            }
             maxAbs = Math.Max(maxAbs, diff);
             maxRel = Math.Max(maxRel, diff / Math.Max(Math.Abs(e), 1e-30));
         }
