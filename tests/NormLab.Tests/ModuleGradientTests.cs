@@ -105,6 +105,26 @@ public class ModuleGradientTests
     }
 
     [Fact]
+    public void DropoutWithItsMaskHeldFixedMatchesFiniteDifferences()
+    {
+        // Restoring the generator before every forward replays the same mask, so the finite differences see one function.
+        var rng = new Rng(12);
+        var state = rng.GetState();
+        GradCheck.Module(new Replayed(new Dropout(0.3, rng), rng, state), TensorAssert.Randn(4, 3, 7));
+    }
+
+    private sealed class Replayed(Module inner, Rng rng, ulong[] state) : Module
+    {
+        protected override Tensor ForwardCore(Tensor x)
+        {
+            rng.SetState(state);
+            return inner.Forward(x);
+        }
+
+        protected override Tensor BackwardCore(Tensor dy) => inner.Backward(dy);
+    }
+
+    [Fact]
     public void SoftmaxCrossEntropyGradientInDouble()
     {
         int n = 4, k = 5;
