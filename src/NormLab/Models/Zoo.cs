@@ -1,0 +1,152 @@
+namespace NormLab.Models;
+
+/// <summary>Which normalization layer the zoo inserts (the normalization family adds more kinds).</summary>
+public enum NormKind
+{
+    /// <summary>No normalization.</summary>
+    None,
+    /// <summary>BatchNorm1d / BatchNorm2d.</summary>
+    Batch,
+}
+
+/// <summary>Where normalization sits relative to the activation.</summary>
+public enum NormPosition
+{
+    /// <summary>layer → norm → activation (Ioffe &amp; Szegedy's placement).</summary>
+    Before,
+    /// <summary>layer → activation → norm.</summary>
+    After,
+}
+
+/// <summary>The activation of an MLP.</summary>
+public enum ActivationKind
+{
+    /// <summary>1/(1 + e^−x).</summary>
+    Sigmoid,
+    /// <summary>max(x, 0).</summary>
+    ReLU,
+    /// <summary>tanh(x).</summary>
+    Tanh,
+}
+
+/// <summary>
+/// The networks of the lab and the CLI, built from the engine's modules. Inputs are MNIST-sized: [N, 784] for the MLPs,
+/// [N, 1, 28, 28] for the convolutional nets; outputs are [N, classes] logits. A layer followed by normalization has no
+/// bias (the mean subtraction cancels it; β takes its role).
+/// </summary>
+public static class Zoo
+{
+    /// <summary>The normalization layer for <paramref name="features"/> channels of a 2-D ([N, C]) or 4-D input.</summary>
+    public static Module Norm(NormKind kind, int features, bool spatial) => kind switch
+    {
+        NormKind.Batch => spatial ? new BatchNorm2d(features) : new BatchNorm1d(features),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), $"No normalization layer for '{kind}'."),
+    };
+
+    /// <summary>
+    /// Ioffe &amp; Szegedy's MNIST network (§4.1): 784-100-100-100-10, sigmoid, weights from N(0, initStd²), biases 0.
+    /// </summary>
+    public static Sequential IoffeMlp(NormKind norm, NormPosition position = NormPosition.Before, double initStd = 0.1, Rng? rng = null)
+    {
+        rng ??= Rng.Global;
+        var model = Mlp(784, [100, 100, 100], 10, ActivationKind.Sigmoid, norm, position, rng);
+        foreach (var layer in model.Modules().OfType<Linear>())
+        {
+            Init.Normal(layer.Weight.Value, rng, initStd);
+            layer.Bias?.Value.Zero();
+        }
+        return model;
+    }
+
+    /// <summary>A multilayer perceptron with the given hidden widths (PyTorch's default initialization).</summary>
+    public static Sequential Mlp(int inputs, IReadOnlyList<int> hidden, int classes, ActivationKind activation, NormKind norm,
+        NormPosition position = NormPosition.Before, Rng? rng = null)
+    {
+        if (hidden.Any(w => w <= 0))
+            throw new ArgumentException($"Mlp: hidden widths must be positive, got [{string.Join(", ", hidden)}].");
+        rng ??= Rng.Global;
+        var layers = new List<Module>();
+        int width = inputs;
+        foreach (int h in hidden)
+        {
+            bool normFollows = norm != NormKind.None && position == NormPosition.Before;
+            layers.Add(new Linear(width, h, bias: !normFollows, rng: rng));
+            AddNormalized(layers, Activation(activation), norm, position, h, spatial: false);
+            width = h;
+        }
+        layers.Add(new Linear(width, classes, rng: rng));
+        return new Sequential([.. layers]);
+    }
+
+    /// <summary>conv3×3(32)-norm-ReLU-maxpool, conv3×3(64)-norm-ReLU-maxpool, linear(3136→128)-norm-ReLU, linear(128→10).</summary>
+    public static Sequential Cnn(NormKind norm, NormPosition position = NormPosition.Before, int classes = 10, Rng? rng = null)
+    {
+        rng ??= Rng.Global;
+        bool noBias = norm != NormKind.None && position == NormPosition.Before;
+        var layers = new List<Module> { new Conv2d(1, 32, 3, padding: 1, bias: !noBias, rng: rng) };
+        AddNormalized(layers, new ReLU(), norm, position, 32, spatial: true);
+        layers.Add(new MaxPool2d(2));
+        layers.Add(new Conv2d(32, 64, 3, padding: 1, bias: !noBias, rng: rng));
+        AddNormalized(layers, new ReLU(), norm, position, 64, spatial: true);
+        layers.Add(new MaxPool2d(2));
+        layers.Add(new Flatten());
+        layers.Add(new Linear(64 * 7 * 7, 128, bias: !noBias, rng: rng));
+        AddNormalized(layers, new ReLU(), norm, position, 128, spatial: false);
+        layers.Add(new Linear(128, classes, rng: rng));
+        return new Sequential([.. layers]);
+    }
+
+    /// <summary>
+    /// A small ResNet for 28×28 inputs: a 3×3 stem, three stages of <paramref name="blocksPerStage"/> basic blocks
+    /// (16/32/64 channels; stages 2 and 3 halve the resolution), global average pooling and a linear classifier.
+    /// Normalization follows every convolution; a block's shortcut is a 1×1 convolution where its shape changes.
+    /// </summary>
+    public static Sequential ResNet(NormKind norm, int blocksPerStage = 2, int classes = 10, Rng? rng = null)
+    {
+        rng ??= Rng.Global;
+        bool hasNorm = norm != NormKind.None;
+        Module ConvNorm(int cin, int cout, int k, int stride, bool relu)
+        {
+            var parts = new List<Module> { new Conv2d(cin, cout, k, stride, padding: k / 2, bias: !hasNorm, rng: rng) };
+            if (hasNorm)
+                parts.Add(Norm(norm, cout, spatial: true));
+            if (relu)
+                parts.Add(new ReLU());
+            return parts.Count == 1 ? parts[0] : new Sequential([.. parts]);
+        }
+
+        var layers = new List<Module> { ConvNorm(1, 16, 3, 1, relu: true) };
+        int channels = 16;
+        foreach (var (width, stride) in new[] { (16, 1), (32, 2), (64, 2) })
+            for (int b = 0; b < blocksPerStage; b++)
+            {
+                int s = b == 0 ? stride : 1;
+                var body = new Sequential(ConvNorm(channels, width, 3, s, relu: true), ConvNorm(width, width, 3, 1, relu: false));
+                var shortcut = s != 1 || channels != width ? ConvNorm(channels, width, 1, s, relu: false) : null;
+                layers.Add(new Residual(body, shortcut));
+                layers.Add(new ReLU());
+                channels = width;
+            }
+        layers.Add(new GlobalAvgPool2d());
+        layers.Add(new Linear(channels, classes, rng: rng));
+        return new Sequential([.. layers]);
+    }
+
+    private static void AddNormalized(List<Module> layers, Module activation, NormKind norm, NormPosition position, int features, bool spatial)
+    {
+        if (norm == NormKind.None)
+        {
+            layers.Add(activation);
+            return;
+        }
+        var n = Norm(norm, features, spatial);
+        layers.AddRange(position == NormPosition.Before ? [n, activation] : [activation, n]);
+    }
+
+    private static Module Activation(ActivationKind kind) => kind switch
+    {
+        ActivationKind.ReLU => new ReLU(),
+        ActivationKind.Tanh => new Tanh(),
+        _ => new Sigmoid(),
+    };
+}

@@ -1,0 +1,67 @@
+using NormLab.Data;
+using NormLab.Models;
+using NormLab.Tests.Support;
+
+namespace NormLab.Tests;
+
+public class ZooTests
+{
+    private static void ForwardBackward(Module model, Tensor x, int classes)
+    {
+        var y = model.Forward(x);
+        Assert.Equal([x.Dim(0), classes], y.Shape.ToArray());
+        var dx = model.Backward(TensorAssert.Randn(1, y.Shape.ToArray()));
+        Assert.Equal(x.Shape.ToArray(), dx.Shape.ToArray());
+        Assert.All(model.Parameters(), p => Assert.All(p.Grad.ToArray(), g => Assert.True(float.IsFinite(g))));
+    }
+
+    [Fact]
+    public void IoffeMlpFollowsThePaper()
+    {
+        var bn = Zoo.IoffeMlp(NormKind.Batch, rng: new Rng(1));
+        Assert.Equal(["Linear", "BatchNorm1d", "Sigmoid"], bn.Layers.Take(3).Select(l => l.GetType().Name));
+        Assert.All(bn.Layers.OfType<Linear>().Take(3), l => Assert.Null(l.Bias));   // no hidden bias before BN
+        var w = bn.Layers.OfType<Linear>().First().Weight.Value.ToArray();
+        double std = Math.Sqrt(w.Select(v => (double)v * v).Average());
+        Assert.InRange(std, 0.098, 0.102);
+        var plain = Zoo.IoffeMlp(NormKind.None, rng: new Rng(1));
+        Assert.Equal(7, plain.Layers.Count);
+        Assert.All(plain.Layers.OfType<Linear>(), l => Assert.NotNull(l.Bias));
+        var after = Zoo.IoffeMlp(NormKind.Batch, NormPosition.After, rng: new Rng(1));
+        Assert.Equal(["Linear", "Sigmoid", "BatchNorm1d"], after.Layers.Take(3).Select(l => l.GetType().Name));
+        ForwardBackward(bn, TensorAssert.Randn(2, 5, 784), 10);
+    }
+
+    [Fact]
+    public void CnnAndResNetRunForwardAndBackward()
+    {
+        var x = TensorAssert.Randn(3, 2, 1, 28, 28);
+        ForwardBackward(Zoo.Cnn(NormKind.Batch, rng: new Rng(1)), x, 10);
+        ForwardBackward(Zoo.Cnn(NormKind.None, rng: new Rng(1)), x, 10);
+        var resnet = Zoo.ResNet(NormKind.Batch, blocksPerStage: 1, rng: new Rng(1));
+        Assert.Equal(1 + 3 * 2 + 2, resnet.Modules().OfType<BatchNorm2d>().Count());   // stem, two per block, two projection shortcuts
+        ForwardBackward(resnet, x, 10);
+        ForwardBackward(Zoo.ResNet(NormKind.None, rng: new Rng(1)), x, 10);
+        ForwardBackward(Zoo.Mlp(784, [32, 16], 10, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(1)), TensorAssert.Randn(4, 3, 784), 10);
+    }
+
+    [Fact]
+    public void CnnWithBatchNormLearnsOnMnist()
+    {
+        var train = ImageDataset.LoadIdx(Paths.Dataset("mnist-10k"), "train");
+        var model = Zoo.Cnn(NormKind.Batch, rng: new Rng(4));
+        var optimizer = new Sgd(model.Parameters(), lr: 0.05, momentum: 0.9);
+        var loss = new SoftmaxCrossEntropy();
+        var loader = new DataLoader(train, 32, rng: new Rng(4));
+        var losses = new List<float>();
+        while (losses.Count < 40 && loader.TryNext(out var images, out _, out var labels))
+        {
+            optimizer.ZeroGrad();
+            losses.Add(loss.Forward(model.Forward(images), labels));
+            model.Backward(loss.Backward());
+            optimizer.Step();
+        }
+        double early = losses.Take(5).Average(), late = losses.TakeLast(5).Average();
+        Assert.True(late < 0.5 * early, $"loss went from {early:F3} to {late:F3}");
+    }
+}
