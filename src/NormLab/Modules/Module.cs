@@ -69,6 +69,15 @@ public abstract class Module
                 yield return item;
     }
 
+    /// <summary>This module and its descendants with state-dict prefixes ("" for this one, then e.g. "1", "2.body.0").</summary>
+    public IEnumerable<(string Name, Module Module)> NamedModules(string prefix = "")
+    {
+        yield return (prefix, this);
+        foreach (var (name, child) in Children())
+            foreach (var item in child.NamedModules(prefix.Length == 0 ? name : prefix + "." + name))
+                yield return item;
+    }
+
     /// <summary>This module and all its descendants, depth first, parents before children.</summary>
     public IEnumerable<Module> Modules()
     {

@@ -70,6 +70,15 @@ public class Adam : Optimizer
     }
 
     /// <inheritdoc/>
+    protected override float[]? StateBuffer(string name)
+    {
+        var parts = name.Split('.');
+        if (parts.Length != 2 || !int.TryParse(parts[0], out int i) || (uint)i >= (uint)_m.Length)
+            return null;
+        return parts[1] switch { "exp_avg" => _m[i], "exp_avg_sq" => _v[i], _ => null };
+    }
+
+    /// <inheritdoc/>
     public override IEnumerable<(string Name, float[] Values)> StateBuffers()
     {
         for (int i = 0; i < _m.Length; i++)

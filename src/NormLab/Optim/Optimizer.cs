@@ -76,4 +76,22 @@ public abstract class Optimizer
 
     /// <summary>Per-parameter state buffers by name (momentum, moments), for checkpoints.</summary>
     public abstract IEnumerable<(string Name, float[] Values)> StateBuffers();
+
+    /// <summary>Restores the step count and the buffers named as <see cref="StateBuffers"/> names them.</summary>
+    /// <exception cref="ArgumentException">A buffer is missing, unknown, or of the wrong length.</exception>
+    public void RestoreState(long stepCount, IReadOnlyDictionary<string, float[]> buffers)
+    {
+        StepCount = stepCount;
+        foreach (var (name, values) in buffers)
+        {
+            var target = StateBuffer(name)
+                ?? throw new ArgumentException($"{GetType().Name}: the checkpoint has an unknown state buffer '{name}'.");
+            if (target.Length != values.Length)
+                throw new ArgumentException($"{GetType().Name}: state buffer '{name}' has {values.Length} values, expected {target.Length}.");
+            values.CopyTo(target, 0);
+        }
+    }
+
+    /// <summary>The state buffer with a <see cref="StateBuffers"/> name, created if the optimizer creates it lazily; null if unknown.</summary>
+    protected abstract float[]? StateBuffer(string name);
 }

@@ -58,6 +58,15 @@ public sealed class Sgd : Optimizer
     }
 
     /// <inheritdoc/>
+    protected override float[]? StateBuffer(string name)
+    {
+        var parts = name.Split('.');
+        if (parts.Length != 2 || parts[1] != "momentum_buffer" || !int.TryParse(parts[0], out int i) || (uint)i >= (uint)_momentumBuffers.Length)
+            return null;
+        return _momentumBuffers[i] ??= new float[Parameters[i].Value.Length];
+    }
+
+    /// <inheritdoc/>
     public override IEnumerable<(string Name, float[] Values)> StateBuffers()
     {
         for (int i = 0; i < _momentumBuffers.Length; i++)

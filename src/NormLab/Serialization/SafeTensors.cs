@@ -148,11 +148,11 @@ public static class SafeTensors
     }
 
     /// <summary>
-    /// Writes F32 tensors (and I64 scalars given as <paramref name="counters"/>) with metadata. The file is written to a
+    /// Writes F32 tensors, I64 scalars (<paramref name="counters"/>) and I64 vectors (<paramref name="longs"/>) with metadata. The file is written to a
     /// temporary name in the same folder, flushed, then renamed over the target: a crash never leaves a half-written file.
     /// </summary>
     public static void Write(string path, IEnumerable<(string Name, Tensor Value)> tensors, IReadOnlyDictionary<string, string>? metadata = null,
-        IEnumerable<(string Name, long Value)>? counters = null)
+        IEnumerable<(string Name, long Value)>? counters = null, IEnumerable<(string Name, long[] Values)>? longs = null)
     {
         var items = new List<(string Name, string DType, long[] Shape, byte[] Data)>();
         foreach (var (name, t) in tensors)
@@ -162,6 +162,13 @@ public static class SafeTensors
             for (int i = 0; i < s.Length; i++)
                 BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(4 * i), s[i]);
             items.Add((name, "F32", t.Shape.ToArray().Select(x => (long)x).ToArray(), data));
+        }
+        foreach (var (name, values) in longs ?? [])
+        {
+            var data = new byte[8 * values.Length];
+            for (int i = 0; i < values.Length; i++)
+                BinaryPrimitives.WriteInt64LittleEndian(data.AsSpan(8 * i), values[i]);
+            items.Add((name, "I64", [values.LongLength], data));
         }
         foreach (var (name, value) in counters ?? [])
         {
