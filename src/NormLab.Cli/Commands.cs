@@ -1,0 +1,122 @@
+using System.CommandLine;
+using Spectre.Console;
+using NormLab.Models;
+
+namespace NormLab.Cli;
+
+/// <summary>The <c>normlab</c> command line.</summary>
+internal static class Commands
+{
+    public static RootCommand Build(TextWriter? output = null, TextWriter? errors = null)
+    {
+        // A live progress bar only on a real terminal; redirected output and tests get plain lines.
+        bool interactive = output is null && !Console.IsOutputRedirected;
+        var log = output ?? Console.Out;
+        var err = errors ?? Console.Error;
+        var root = new RootCommand("NormLab: batch normalization, exact and fast, and a lab that tests what the literature claims.");
+        root.Subcommands.Add(TrainCommand(log, err, interactive));
+        root.Subcommands.Add(EvalCommand(log, err));
+        return root;
+    }
+
+    private static Option<T> Opt<T>(string name, string description, T defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+
+    private static Command TrainCommand(TextWriter log, TextWriter err, bool interactive)
+    {
+        var model = Opt("--model", $"network: {string.Join(", ", ModelSpec.Models)}", "ioffe-mlp");
+        var norm = Opt("--norm", "normalization: none, batch", "batch");
+        var position = Opt("--norm-position", "normalization before or after the activation", "before");
+        var dataset = Opt("--dataset", $"shipped dataset: {string.Join(", ", Datasets.Names)}", "mnist-10k");
+        var data = new Option<string?>("--data") { Description = "a folder of IDX files (train-/t10k- images and labels) instead of --dataset" };
+        var optimizer = Opt("--optimizer", "sgd or adam", "sgd");
+        var lr = Opt("--lr", "learning rate", 0.5);
+        var momentum = Opt("--momentum", "SGD momentum", 0.0);
+        var weightDecay = Opt("--weight-decay", "weight decay (L2)", 0.0);
+        var batch = Opt("--batch", "mini-batch size", 60);
+        var steps = new Option<int?>("--steps") { Description = "training steps (or give --epochs)" };
+        var epochs = new Option<int?>("--epochs") { Description = "training epochs (or give --steps)" };
+        var evalEvery = Opt("--eval-every", "evaluate and checkpoint every N steps", 500);
+        var seed = Opt("--seed", "seed of every random number", 1UL);
+        var initStd = Opt("--init-std", "weight std of ioffe-mlp", 0.1);
+        var binarize = Opt("--binarize", "binarize pixels at 0.5 (Ioffe & Szegedy's binary images)", false);
+        var outDir = Opt("--out", "output folder (metrics.csv, checkpoint.safetensors)", "runs/latest");
+        var resume = Opt("--resume", "continue from the checkpoint in --out", false);
+        var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
+        {
+            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume,
+        };
+        cmd.SetAction(p => Guard(err, () =>
+        {
+            int? st = p.GetValue(steps), ep = p.GetValue(epochs);
+            if ((st is null) == (ep is null))
+                throw new ArgumentException("give exactly one of --steps and --epochs");
+            if (st <= 0 || ep <= 0)
+                throw new ArgumentException("--steps and --epochs must be positive");
+            if (p.GetValue(batch) < 2)
+                throw new ArgumentException($"--batch must be at least 2 (batch normalization needs more than one value per channel), got {p.GetValue(batch)}");
+            if (p.GetValue(evalEvery) < 1)
+                throw new ArgumentException("--eval-every must be positive");
+            if (!(p.GetValue(lr) > 0))
+                throw new ArgumentException($"--lr must be positive, got {p.GetValue(lr)}");
+            var spec = new ModelSpec(p.GetValue(model)!, ModelSpec.ParseNorm(p.GetValue(norm)!), ModelSpec.ParsePosition(p.GetValue(position)!),
+                p.GetValue(initStd), p.GetValue(binarize));
+            spec.Build(new Rng(0));   // validates the model name before any data is read
+            string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
+            var options = new TrainOptions(spec, folder, p.GetValue(optimizer)!, p.GetValue(lr), p.GetValue(momentum), p.GetValue(weightDecay),
+                p.GetValue(batch), st, ep, p.GetValue(evalEvery), p.GetValue(seed), p.GetValue(outDir)!, p.GetValue(resume));
+            if (!interactive)
+                return TrainRun.Run(options, log.WriteLine);
+            return AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask($"training {Markup.Escape(spec.Model)}");
+                    return TrainRun.Run(options, line => AnsiConsole.WriteLine(line), (step, total) =>
+                    {
+                        task.MaxValue = total;
+                        task.Value = step;
+                    });
+                });
+        }));
+        return cmd;
+    }
+
+    private static Command EvalCommand(TextWriter log, TextWriter err)
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "a checkpoint written by normlab train", Required = true };
+        var dataset = Opt("--dataset", $"shipped dataset: {string.Join(", ", Datasets.Names)}", "mnist-10k");
+        var data = new Option<string?>("--data") { Description = "a folder of IDX files instead of --dataset" };
+        var cmd = new Command("eval", "Evaluate a checkpoint on a test set (eval mode, running statistics).") { checkpoint, dataset, data };
+        cmd.SetAction(p => Guard(err, () =>
+        {
+            string path = p.GetValue(checkpoint)!;
+            if (!File.Exists(path))
+                throw new ArgumentException($"checkpoint '{path}' not found");
+            var (_, meta) = SafeTensors.Read(path);
+            var spec = ModelSpec.FromMetadata(meta, path);
+            var net = spec.Build(new Rng(0));
+            Checkpoint.Load(path, net);
+            string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
+            var (_, test) = Datasets.Load(folder, spec.Binarize);
+            var (loss, accuracy) = TrainRun.Evaluate(net, test, spec.Flat);
+            log.WriteLine($"{spec.Model} (norm {spec.Norm.ToString().ToLowerInvariant()}) on {test.Count} test images: loss {loss:F4}, accuracy {accuracy:P2}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>Turns every expected failure into one line on standard error and exit code 1: no stack traces at users.</summary>
+    private static int Guard(TextWriter err, Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is ArgumentException or NormLabFormatException or IOException or UnauthorizedAccessException or ArithmeticException)
+        {
+            err.WriteLine($"normlab: error: {e.Message}");
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,52 @@
+using System.Globalization;
+using NormLab.Models;
+
+namespace NormLab.Cli;
+
+/// <summary>A zoo model and its arguments; stored in checkpoint metadata so that eval and resume rebuild the same network.</summary>
+internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Position, double InitStd, bool Binarize)
+{
+    public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
+
+    /// <summary>Whether the model takes [N, 784] rather than [N, 1, 28, 28].</summary>
+    public bool Flat => Model is "ioffe-mlp" or "mlp";
+
+    public Sequential Build(Rng rng) => Model switch
+    {
+        "ioffe-mlp" => Zoo.IoffeMlp(Norm, Position, InitStd, rng),
+        "mlp" => Zoo.Mlp(784, [256, 256], 10, ActivationKind.ReLU, Norm, Position, rng),
+        "cnn" => Zoo.Cnn(Norm, Position, rng: rng),
+        "resnet" => Zoo.ResNet(Norm, rng: rng),
+        _ => throw new ArgumentException($"unknown model '{Model}' (known: {string.Join(", ", Models)})"),
+    };
+
+    public Dictionary<string, string> ToMetadata() => new()
+    {
+        ["model"] = Model,
+        ["norm"] = Norm.ToString().ToLowerInvariant(),
+        ["norm_position"] = Position.ToString().ToLowerInvariant(),
+        ["init_std"] = InitStd.ToString("R", CultureInfo.InvariantCulture),
+        ["binarize"] = Binarize ? "true" : "false",
+    };
+
+    public static ModelSpec FromMetadata(IReadOnlyDictionary<string, string> meta, string path)
+    {
+        string Get(string key) => meta.TryGetValue(key, out var v) ? v : throw new NormLabFormatException($"{path}: metadata has no '{key}'; not a normlab training checkpoint.");
+        return new ModelSpec(Get("model"), ParseNorm(Get("norm")), ParsePosition(Get("norm_position")),
+            double.Parse(Get("init_std"), CultureInfo.InvariantCulture), Get("binarize") == "true");
+    }
+
+    public static NormKind ParseNorm(string s) => s switch
+    {
+        "none" => NormKind.None,
+        "batch" => NormKind.Batch,
+        _ => throw new ArgumentException($"unknown --norm '{s}' (known: none, batch)"),
+    };
+
+    public static NormPosition ParsePosition(string s) => s switch
+    {
+        "before" => NormPosition.Before,
+        "after" => NormPosition.After,
+        _ => throw new ArgumentException($"unknown --norm-position '{s}' (known: before, after)"),
+    };
+}

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Globalization;
+using NormLab.Data;
+
+namespace NormLab.Cli;
+
+/// <summary>Options of <c>normlab train</c>.</summary>
+internal sealed record TrainOptions(ModelSpec Spec, string DataFolder, string Optimizer, double Lr, double Momentum, double WeightDecay,
+    int Batch, int? Steps, int? Epochs, int EvalEvery, ulong Seed, string Out, bool Resume);
+
+/// <summary>One training run: model, optimizer, loader, periodic evaluation, metrics.csv and a checkpoint in the output folder.</summary>
+internal static class TrainRun
+{
+    public const string CheckpointName = "checkpoint.safetensors";
+
+    /// <param name="o">The options.</param>
+    /// <param name="log">Receives one line per evaluation and a summary.</param>
+    /// <param name="progress">Called after every step with (step, total), e.g. to drive a progress bar.</param>
+    public static int Run(TrainOptions o, Action<string> log, Action<long, long>? progress = null)
+    {
+        var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);
+        Directory.CreateDirectory(o.Out);
+        string checkpoint = Path.Combine(o.Out, CheckpointName);
+        string metrics = Path.Combine(o.Out, "metrics.csv");
+        var rng = new Rng(o.Seed);
+        var model = o.Spec.Build(rng);
+        Optimizer optimizer = o.Optimizer switch
+        {
+            "sgd" => new Sgd(model.Parameters(), o.Lr, o.Momentum, weightDecay: o.WeightDecay),
+            "adam" => new Adam(model.Parameters(), o.Lr, weightDecay: o.WeightDecay),
+            _ => throw new ArgumentException($"unknown --optimizer '{o.Optimizer}' (known: sgd, adam)"),
+        };
+        // Drop a ragged last batch: a batch of one cannot be normalized in training.
+        var loader = new DataLoader(train, o.Batch, dropLast: true, rng: rng.Fork());
+        long total = o.Steps ?? (long)o.Epochs!.Value * loader.BatchesPerEpoch;
+
+        if (o.Resume && File.Exists(checkpoint))
+        {
+            var (_, extra) = Checkpoint.Load(checkpoint, model, optimizer);
+            if (!extra.TryGetValue("loader.rng", out var lr) || !extra.TryGetValue("loader.order", out var order) || !extra.TryGetValue("loader.position", out var pos))
+                throw new NormLabFormatException($"{checkpoint}: no data-loader state to resume from.");
+            loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => (int)v).ToArray(), (int)pos[0], (int)pos[1]);
+            log($"resumed from {checkpoint} at step {optimizer.StepCount}");
+        }
+        else if (!o.Resume || !File.Exists(metrics))
+            File.WriteAllText(metrics, "step,epoch,train_loss,test_loss,test_accuracy,seconds\n");
+
+        var loss = new SoftmaxCrossEntropy();
+        var clock = Stopwatch.StartNew();
+        double lossSum = 0;
+        int lossCount = 0;
+        while (optimizer.StepCount < total)
+        {
+            if (!loader.TryNext(out var images, out var flat, out var labels))
+                continue;
+            optimizer.ZeroGrad();
+            float l = loss.Forward(model.Forward(o.Spec.Flat ? flat : images), labels);
+            if (!float.IsFinite(l))
+                throw new ArithmeticException($"the loss became {l} at step {optimizer.StepCount + 1}; try a smaller --lr");
+            model.Backward(loss.Backward());
+            optimizer.Step();
+            lossSum += l;
+            lossCount++;
+            long step = optimizer.StepCount;
+            progress?.Invoke(step, total);
+            if (step % o.EvalEvery == 0 || step == total)
+            {
+                var (testLoss, accuracy) = Evaluate(model, test, o.Spec.Flat);
+                string line = string.Create(CultureInfo.InvariantCulture,
+                    $"{step},{loader.Epoch},{lossSum / lossCount:F5},{testLoss:F5},{accuracy:F5},{clock.Elapsed.TotalSeconds:F2}");
+                File.AppendAllText(metrics, line + "\n");
+                log(string.Create(CultureInfo.InvariantCulture,
+                    $"step {step}/{total}  train loss {lossSum / lossCount:F4}  test loss {testLoss:F4}  test accuracy {accuracy:P2}"));
+                lossSum = 0;
+                lossCount = 0;
+                Save(checkpoint, model, optimizer, loader, o);
+            }
+        }
+        log($"done: {optimizer.StepCount} steps in {clock.Elapsed.TotalSeconds:F1} s; checkpoint {checkpoint}, metrics {metrics}");
+        return 0;
+    }
+
+    private static void Save(string path, Module model, Optimizer optimizer, DataLoader loader, TrainOptions o)
+    {
+        var (rngState, order, cursor, epoch) = loader.GetState();
+        var meta = o.Spec.ToMetadata();
+        meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
+        Checkpoint.Save(path, model, optimizer, meta,
+        [
+            ("loader.rng", rngState.Select(v => (long)v).ToArray()),
+            ("loader.order", order.Select(v => (long)v).ToArray()),
+            ("loader.position", [cursor, epoch]),
+        ]);
+    }
+
+    /// <summary>Mean test loss and accuracy in eval mode (running statistics).</summary>
+    public static (double Loss, double Accuracy) Evaluate(Module model, ImageDataset test, bool flat)
+    {
+        model.Eval();
+        var loader = new DataLoader(test, 500, shuffle: false);
+        var loss = new SoftmaxCrossEntropy();
+        double lossSum = 0;
+        int correct = 0;
+        while (loader.TryNext(out var images, out var flatImages, out var labels))
+        {
+            var logits = model.Forward(flat ? flatImages : images);
+            lossSum += loss.Forward(logits, labels) * labels.Length;
+            correct += SoftmaxCrossEntropy.CountCorrect(logits, labels);
+        }
+        model.Train();
+        return (lossSum / test.Count, (double)correct / test.Count);
+    }
+}

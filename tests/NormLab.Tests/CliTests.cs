@@ -1,0 +1,81 @@
+using NormLab.Cli;
+using NormLab.Tests.Support;
+
+namespace NormLab.Tests;
+
+/// <summary>The normlab command, run in process.</summary>
+public class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var errors = new StringWriter();
+        var parse = Commands.Build(output, errors).Parse(args);
+        int code = parse.Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = errors });
+        return (code, output.ToString(), errors.ToString());
+    }
+
+    private static string TempDir() => Directory.CreateTempSubdirectory("normlab-cli").FullName;
+
+    [Fact]
+    public void TrainThenEvalAndResumeEqualsAnUninterruptedRun()
+    {
+        string data = Paths.Dataset("mnist-10k");
+        string whole = TempDir(), split = TempDir();
+        string[] common = ["train", "--model", "ioffe-mlp", "--norm", "batch", "--data", data, "--lr", "0.5", "--eval-every", "100", "--seed", "3"];
+        var a = Run([.. common, "--steps", "200", "--out", whole]);
+        Assert.True(a.Code == 0, a.Err);
+        Assert.Contains("step 200/200", a.Out);
+        Assert.Equal(0, Run([.. common, "--steps", "100", "--out", split]).Code);
+        var resumed = Run([.. common, "--steps", "200", "--out", split, "--resume"]);
+        Assert.True(resumed.Code == 0, resumed.Err);
+        Assert.Contains("resumed", resumed.Out);
+        var (x, _) = SafeTensors.Read(Path.Combine(whole, TrainRun.CheckpointName));
+        var (y, _) = SafeTensors.Read(Path.Combine(split, TrainRun.CheckpointName));
+        Assert.Equal(x.Keys.Order(), y.Keys.Order());
+        foreach (var key in x.Keys)
+            Assert.True(x[key].Data.AsSpan().SequenceEqual(y[key].Data), $"{key} differs between the whole and the resumed run");
+        Assert.Equal(File.ReadAllLines(Path.Combine(whole, "metrics.csv")).Length, File.ReadAllLines(Path.Combine(split, "metrics.csv")).Length);
+
+        var eval = Run("eval", "--checkpoint", Path.Combine(whole, TrainRun.CheckpointName), "--data", data);
+        Assert.True(eval.Code == 0, eval.Err);
+        Assert.Contains("accuracy", eval.Out);
+    }
+
+    [Theory]
+    [InlineData("train --steps 5 --batch 1", "--batch")]
+    [InlineData("train --steps 5 --epochs 1", "exactly one")]
+    [InlineData("train --steps 5 --model vgg", "unknown model 'vgg'")]
+    [InlineData("train --steps 5 --norm group", "unknown --norm 'group'")]
+    [InlineData("train --steps 5 --dataset cifar", "unknown dataset 'cifar'")]
+    [InlineData("train --steps 5 --optimizer rmsprop", "unknown --optimizer")]
+    [InlineData("eval --checkpoint /nonexistent.safetensors", "not found")]
+    public void BadArgumentsGiveOneLineAndNoStackTrace(string args, string expected)
+    {
+        string[] argv = args.StartsWith("train", StringComparison.Ordinal) ? [.. args.Split(' '), "--out", TempDir()] : args.Split(' ');
+        var (code, _, err) = Run(argv);
+        Assert.NotEqual(0, code);
+        Assert.Contains(expected, err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void CorruptDataAndCheckpointFilesAreReportedByName()
+    {
+        string dir = TempDir();
+        foreach (var f in Directory.GetFiles(Paths.Dataset("mnist-10k")))
+            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        string labels = Path.Combine(dir, "train-labels-idx1-ubyte.gz");
+        File.WriteAllBytes(labels, File.ReadAllBytes(labels)[..100]);
+        var (code, _, err) = Run("train", "--steps", "5", "--data", dir, "--out", TempDir());
+        Assert.Equal(1, code);
+        Assert.Contains("train-labels-idx1-ubyte.gz", err);
+        Assert.DoesNotContain("   at ", err);
+
+        string bad = Path.Combine(dir, "bad.safetensors");
+        File.WriteAllBytes(bad, [1, 2, 3]);
+        (code, _, err) = Run("eval", "--checkpoint", bad, "--data", Paths.Dataset("mnist-10k"));
+        Assert.Equal(1, code);
+        Assert.Contains("bad.safetensors", err);
+    }
+}
