@@ -40,7 +40,7 @@ internal static class Commands
         var seed = Opt("--seed", "seed of every random number", 1UL);
         var initStd = Opt("--init-std", "weight std of ioffe-mlp", 0.1);
         var binarize = Opt("--binarize", "binarize pixels at 0.5 (Ioffe & Szegedy's binary images)", false);
-        var outDir = Opt("--out", "output folder (metrics.csv, checkpoint.safetensors)", "runs/latest");
+        var outDir = Opt("--out", "output folder (metrics.csv, model.safetensors, resume.safetensors)", "runs/latest");
         var resume = Opt("--resume", "continue from the checkpoint in --out", false);
         var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
         {
@@ -96,7 +96,7 @@ internal static class Commands
             var (_, meta) = SafeTensors.Read(path);
             var spec = ModelSpec.FromMetadata(meta, path);
             var net = spec.Build(new Rng(0));
-            Checkpoint.Load(path, net);
+            Checkpoint.LoadModel(path, net);
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var (_, test) = Datasets.Load(folder, spec.Binarize);
             var (loss, accuracy) = TrainRun.Evaluate(net, test, spec.Flat);

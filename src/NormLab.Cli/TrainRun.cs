@@ -11,7 +11,8 @@ internal sealed record TrainOptions(ModelSpec Spec, string DataFolder, string Op
 /// <summary>One training run: model, optimizer, loader, periodic evaluation, metrics.csv and a checkpoint in the output folder.</summary>
 internal static class TrainRun
 {
-    public const string CheckpointName = "checkpoint.safetensors";
+    public const string ModelName = "model.safetensors";
+    public const string ResumeName = "resume.safetensors";
 
     /// <param name="o">The options.</param>
     /// <param name="log">Receives one line per evaluation and a summary.</param>
@@ -20,7 +21,8 @@ internal static class TrainRun
     {
         var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);
         Directory.CreateDirectory(o.Out);
-        string checkpoint = Path.Combine(o.Out, CheckpointName);
+        string checkpoint = Path.Combine(o.Out, ModelName);
+        string resumeFile = Path.Combine(o.Out, ResumeName);
         string metrics = Path.Combine(o.Out, "metrics.csv");
         var rng = new Rng(o.Seed);
         var model = o.Spec.Build(rng);
@@ -36,9 +38,15 @@ internal static class TrainRun
 
         if (o.Resume && File.Exists(checkpoint))
         {
-            var (_, extra) = Checkpoint.Load(checkpoint, model, optimizer);
+            var meta = Checkpoint.LoadModel(checkpoint, model);
+            if (!File.Exists(resumeFile))
+                throw new NormLabFormatException($"{resumeFile}: missing; it holds the optimizer and data-loader state that --resume needs.");
+            var extra = Checkpoint.LoadTrainingState(resumeFile, optimizer);
+            // The two files are written one after the other; a crash between them leaves them at different steps.
+            if (!meta.TryGetValue("step", out var savedStep) || savedStep != optimizer.StepCount.ToString(CultureInfo.InvariantCulture))
+                throw new NormLabFormatException($"{checkpoint} (step {savedStep ?? "?"}) and {resumeFile} (step {optimizer.StepCount}) disagree; cannot resume exactly.");
             if (!extra.TryGetValue("loader.rng", out var lr) || !extra.TryGetValue("loader.order", out var order) || !extra.TryGetValue("loader.position", out var pos))
-                throw new NormLabFormatException($"{checkpoint}: no data-loader state to resume from.");
+                throw new NormLabFormatException($"{resumeFile}: no data-loader state to resume from.");
             loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => (int)v).ToArray(), (int)pos[0], (int)pos[1]);
             log($"resumed from {checkpoint} at step {optimizer.StepCount}");
         }
@@ -85,7 +93,9 @@ internal static class TrainRun
         var (rngState, order, cursor, epoch) = loader.GetState();
         var meta = o.Spec.ToMetadata();
         meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
-        Checkpoint.Save(path, model, optimizer, meta,
+        meta["step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture);
+        Checkpoint.SaveModel(path, model, meta);
+        Checkpoint.SaveTrainingState(Path.Combine(Path.GetDirectoryName(path)!, ResumeName), optimizer,
         [
             ("loader.rng", rngState.Select(v => (long)v).ToArray()),
             ("loader.order", order.Select(v => (long)v).ToArray()),

@@ -35,11 +35,14 @@ public class CheckpointTests
         var firstOpt = Make(first);
         Steps(first, firstOpt, 0, 3);
         string path = TempFile();
-        Checkpoint.Save(path, first, firstOpt, new Dictionary<string, string> { ["model"] = "ioffe-mlp" }, [("rng", new Rng(5).GetState().Select(u => (long)u).ToArray())]);
+        Checkpoint.SaveModel(path, first, new Dictionary<string, string> { ["model"] = "ioffe-mlp" });
+        string state = path + ".resume";
+        Checkpoint.SaveTrainingState(state, firstOpt, [("rng", new Rng(5).GetState().Select(u => (long)u).ToArray())]);
 
         var resumed = Zoo.IoffeMlp(NormKind.Batch, rng: new Rng(99));
         var resumedOpt = Make(resumed);
-        var (meta, extra) = Checkpoint.Load(path, resumed, resumedOpt);
+        var meta = Checkpoint.LoadModel(path, resumed);
+        var extra = Checkpoint.LoadTrainingState(state, resumedOpt);
         Assert.Equal("ioffe-mlp", meta["model"]);
         Assert.Equal(new Rng(5).GetState().Select(u => (long)u), extra["rng"]);
         Assert.Equal(3, resumedOpt.StepCount);
@@ -56,16 +59,16 @@ public class CheckpointTests
     public void AFileThatDoesNotFitLeavesTheModelUntouched()
     {
         string path = TempFile();
-        Checkpoint.Save(path, Zoo.Mlp(784, [16], 10, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(1)));
+        Checkpoint.SaveModel(path, Zoo.Mlp(784, [16], 10, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(1)));
         var other = Zoo.Mlp(784, [32], 10, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(2));
         var before = other.Parameters().Select(p => p.Value.ToArray()).ToList();
-        var e = Assert.Throws<NormLabFormatException>(() => Checkpoint.Load(path, other));
+        var e = Assert.Throws<NormLabFormatException>(() => Checkpoint.LoadModel(path, other));
         Assert.Contains(path, e.Message);
-        Assert.Contains("model.0.weight", e.Message);
+        Assert.Contains("'0.weight'", e.Message);
         Assert.Equal(before, other.Parameters().Select(p => p.Value.ToArray()));
         var noBn = Zoo.Mlp(784, [16], 10, ActivationKind.ReLU, NormKind.None, rng: new Rng(2));
-        Assert.Throws<NormLabFormatException>(() => Checkpoint.Load(path, noBn));
+        Assert.Throws<NormLabFormatException>(() => Checkpoint.LoadModel(path, noBn));
         var same = Zoo.Mlp(784, [16], 10, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(3));
-        Assert.Contains("optim.step", Assert.Throws<NormLabFormatException>(() => Checkpoint.Load(path, same, new Adam(same.Parameters()))).Message);
+        Assert.Contains("optim.step", Assert.Throws<NormLabFormatException>(() => Checkpoint.LoadTrainingState(path, new Adam(same.Parameters()))).Message);
     }
 }
