@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json;
 using Spectre.Console;
 using NormLab.Models;
 
@@ -16,6 +17,7 @@ internal static class Commands
         var root = new RootCommand("NormLab: batch normalization, exact and fast, and a lab that tests what the literature claims.");
         root.Subcommands.Add(TrainCommand(log, err, interactive));
         root.Subcommands.Add(EvalCommand(log, err));
+        root.Subcommands.Add(ModelsCommand(log));
         return root;
     }
 
@@ -42,9 +44,10 @@ internal static class Commands
         var binarize = Opt("--binarize", "binarize pixels at 0.5 (Ioffe & Szegedy's binary images)", false);
         var outDir = Opt("--out", "output folder (metrics.csv, model.safetensors, resume.safetensors)", "runs/latest");
         var resume = Opt("--resume", "continue from the checkpoint in --out", false);
+        var json = Opt("--json", "end standard output with one JSON object of the results", false);
         var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
         {
-            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume,
+            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume, json,
         };
         cmd.SetAction(p => Guard(err, () =>
         {
@@ -65,20 +68,56 @@ internal static class Commands
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var options = new TrainOptions(spec, folder, p.GetValue(optimizer)!, p.GetValue(lr), p.GetValue(momentum), p.GetValue(weightDecay),
                 p.GetValue(batch), st, ep, p.GetValue(evalEvery), p.GetValue(seed), p.GetValue(outDir)!, p.GetValue(resume));
-            if (!interactive)
-                return TrainRun.Run(options, log.WriteLine);
-            return AnsiConsole.Progress()
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                .Start(ctx =>
-                {
-                    var task = ctx.AddTask($"training {Markup.Escape(spec.Model)}");
-                    return TrainRun.Run(options, line => AnsiConsole.WriteLine(line), (step, total) =>
+            bool asJson = p.GetValue(json);
+            TrainResult result;
+            if (!interactive || asJson)
+                result = TrainRun.Run(options, log.WriteLine);
+            else
+            {
+                result = AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                    .Start(ctx =>
                     {
-                        task.MaxValue = total;
-                        task.Value = step;
+                        var task = ctx.AddTask($"training {Markup.Escape(spec.Model)}");
+                        return TrainRun.Run(options, line => AnsiConsole.WriteLine(line), (step, total) =>
+                        {
+                            task.MaxValue = total;
+                            task.Value = step;
+                        });
                     });
-                });
+                var table = new Table().RoundedBorder().AddColumns("steps", "train loss", "train acc", "test loss", "test acc", "seconds");
+                table.AddRow($"{result.Steps}", $"{result.TrainLoss:F4}", $"{result.TrainAccuracy:P2}", $"{result.TestLoss:F4}", $"{result.TestAccuracy:P2}", $"{result.Seconds:F1}");
+                AnsiConsole.Write(table);
+            }
+            if (asJson)
+                log.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["steps"] = result.Steps, ["train_loss"] = result.TrainLoss, ["train_accuracy"] = result.TrainAccuracy,
+                    ["test_loss"] = result.TestLoss, ["test_accuracy"] = result.TestAccuracy, ["seconds"] = result.Seconds,
+                }));
+            return 0;
         }));
+        return cmd;
+    }
+
+    private static Command ModelsCommand(TextWriter log)
+    {
+        var json = Opt("--json", "end standard output with one JSON object of the results", false);
+        var cmd = new Command("models", "List the model zoo with parameter counts.") { json };
+        cmd.SetAction(p =>
+        {
+            var counts = new Dictionary<string, object>();
+            foreach (var name in ModelSpec.Models)
+            {
+                long Count(NormKind kind) => new ModelSpec(name, kind, NormPosition.Before, 0.1, false).Build(new Rng(0)).Parameters().Sum(q => (long)q.Value.Length);
+                long withBn = Count(NormKind.Batch), without = Count(NormKind.None);
+                log.WriteLine($"{name,-10} {withBn,10:N0} parameters with --norm batch, {without,10:N0} with --norm none");
+                counts[name] = new Dictionary<string, long> { ["batch"] = withBn, ["none"] = without };
+            }
+            if (p.GetValue(json))
+                log.WriteLine(JsonSerializer.Serialize(counts));
+            return 0;
+        });
         return cmd;
     }
 
@@ -87,7 +126,8 @@ internal static class Commands
         var checkpoint = new Option<string>("--checkpoint") { Description = "a checkpoint written by normlab train", Required = true };
         var dataset = Opt("--dataset", $"shipped dataset: {string.Join(", ", Datasets.Names)}", "mnist-10k");
         var data = new Option<string?>("--data") { Description = "a folder of IDX files instead of --dataset" };
-        var cmd = new Command("eval", "Evaluate a checkpoint on a test set (eval mode, running statistics).") { checkpoint, dataset, data };
+        var json = Opt("--json", "end standard output with one JSON object of the results", false);
+        var cmd = new Command("eval", "Evaluate a checkpoint on a test set (eval mode, running statistics).") { checkpoint, dataset, data, json };
         cmd.SetAction(p => Guard(err, () =>
         {
             string path = p.GetValue(checkpoint)!;
@@ -101,6 +141,8 @@ internal static class Commands
             var (_, test) = Datasets.Load(folder, spec.Binarize);
             var (loss, accuracy) = TrainRun.Evaluate(net, test, spec.Flat);
             log.WriteLine($"{spec.Model} (norm {spec.Norm.ToString().ToLowerInvariant()}) on {test.Count} test images: loss {loss:F4}, accuracy {accuracy:P2}");
+            if (p.GetValue(json))
+                log.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object> { ["test_loss"] = loss, ["test_accuracy"] = accuracy, ["images"] = test.Count }));
             return 0;
         }));
         return cmd;

@@ -4,6 +4,9 @@ using NormLab.Data;
 
 namespace NormLab.Cli;
 
+/// <summary>What a run ends with (also the --json object).</summary>
+internal sealed record TrainResult(long Steps, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds);
+
 /// <summary>Options of <c>normlab train</c>.</summary>
 internal sealed record TrainOptions(ModelSpec Spec, string DataFolder, string Optimizer, double Lr, double Momentum, double WeightDecay,
     int Batch, int? Steps, int? Epochs, int EvalEvery, ulong Seed, string Out, bool Resume);
@@ -17,7 +20,7 @@ internal static class TrainRun
     /// <param name="o">The options.</param>
     /// <param name="log">Receives one line per evaluation and a summary.</param>
     /// <param name="progress">Called after every step with (step, total), e.g. to drive a progress bar.</param>
-    public static int Run(TrainOptions o, Action<string> log, Action<long, long>? progress = null)
+    public static TrainResult Run(TrainOptions o, Action<string> log, Action<long, long>? progress = null)
     {
         var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);
         Directory.CreateDirectory(o.Out);
@@ -51,18 +54,29 @@ internal static class TrainRun
             log($"resumed from {checkpoint} at step {optimizer.StepCount}");
         }
         else if (!o.Resume || !File.Exists(metrics))
-            File.WriteAllText(metrics, "step,epoch,train_loss,test_loss,test_accuracy,seconds\n");
+            File.WriteAllText(metrics, "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds\n");
+        File.WriteAllText(Path.Combine(o.Out, "config.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+        {
+            ["model"] = o.Spec.Model, ["norm"] = o.Spec.Norm.ToString().ToLowerInvariant(), ["norm_position"] = o.Spec.Position.ToString().ToLowerInvariant(),
+            ["init_std"] = o.Spec.InitStd, ["binarize"] = o.Spec.Binarize, ["data"] = o.DataFolder, ["optimizer"] = o.Optimizer, ["lr"] = o.Lr,
+            ["momentum"] = o.Momentum, ["weight_decay"] = o.WeightDecay, ["batch"] = o.Batch, ["steps"] = o.Steps, ["epochs"] = o.Epochs,
+            ["eval_every"] = o.EvalEvery, ["seed"] = o.Seed,
+        }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
 
         var loss = new SoftmaxCrossEntropy();
         var clock = Stopwatch.StartNew();
         double lossSum = 0;
-        int lossCount = 0;
+        int lossCount = 0, correct = 0, seen = 0;
+        var last = new TrainResult(optimizer.StepCount, double.NaN, double.NaN, double.NaN, double.NaN, 0);
         while (optimizer.StepCount < total)
         {
             if (!loader.TryNext(out var images, out var flat, out var labels))
                 continue;
             optimizer.ZeroGrad();
-            float l = loss.Forward(model.Forward(o.Spec.Flat ? flat : images), labels);
+            var logits = model.Forward(o.Spec.Flat ? flat : images);
+            float l = loss.Forward(logits, labels);
+            correct += SoftmaxCrossEntropy.CountCorrect(logits, labels);
+            seen += labels.Length;
             if (!float.IsFinite(l))
                 throw new ArithmeticException($"the loss became {l} at step {optimizer.StepCount + 1}; try a smaller --lr");
             model.Backward(loss.Backward());
@@ -74,18 +88,18 @@ internal static class TrainRun
             if (step % o.EvalEvery == 0 || step == total)
             {
                 var (testLoss, accuracy) = Evaluate(model, test, o.Spec.Flat);
-                string line = string.Create(CultureInfo.InvariantCulture,
-                    $"{step},{loader.Epoch},{lossSum / lossCount:F5},{testLoss:F5},{accuracy:F5},{clock.Elapsed.TotalSeconds:F2}");
-                File.AppendAllText(metrics, line + "\n");
+                last = new TrainResult(step, lossSum / lossCount, (double)correct / seen, testLoss, accuracy, clock.Elapsed.TotalSeconds);
+                File.AppendAllText(metrics, string.Create(CultureInfo.InvariantCulture,
+                    $"{step},{loader.Epoch},{last.TrainLoss:R},{last.TrainAccuracy:R},{testLoss:R},{accuracy:R},{optimizer.LearningRate:R},{last.Seconds:F2}\n"));
                 log(string.Create(CultureInfo.InvariantCulture,
-                    $"step {step}/{total}  train loss {lossSum / lossCount:F4}  test loss {testLoss:F4}  test accuracy {accuracy:P2}"));
+                    $"step {step}/{total}  train loss {last.TrainLoss:F4}  train accuracy {last.TrainAccuracy:P2}  test loss {testLoss:F4}  test accuracy {accuracy:P2}"));
                 lossSum = 0;
-                lossCount = 0;
+                lossCount = correct = seen = 0;
                 Save(checkpoint, model, optimizer, loader, o);
             }
         }
-        log($"done: {optimizer.StepCount} steps in {clock.Elapsed.TotalSeconds:F1} s; checkpoint {checkpoint}, metrics {metrics}");
-        return 0;
+        log($"done: {optimizer.StepCount} steps in {clock.Elapsed.TotalSeconds:F1} s; model {checkpoint}, metrics {metrics}");
+        return last;
     }
 
     private static void Save(string path, Module model, Optimizer optimizer, DataLoader loader, TrainOptions o)

@@ -49,6 +49,28 @@ public class CliTests
         Assert.Contains("accuracy", eval.Out);
     }
 
+    [Fact]
+    public void JsonResultsConfigAndModelList()
+    {
+        string dir = TempDir();
+        var (code, output, err) = Run("train", "--model", "cnn", "--norm", "batch", "--data", Paths.Dataset("mnist-10k"), "--optimizer", "adam",
+            "--lr", "0.001", "--batch", "32", "--steps", "30", "--eval-every", "15", "--out", dir, "--json");
+        Assert.True(code == 0, err);
+        using var result = System.Text.Json.JsonDocument.Parse(output.TrimEnd().Split('\n')[^1]);
+        Assert.Equal(30, result.RootElement.GetProperty("steps").GetInt64());
+        Assert.InRange(result.RootElement.GetProperty("test_accuracy").GetDouble(), 0.3, 1.0);   // 30 Adam steps of a BN CNN: well above chance
+        var metrics = File.ReadAllLines(Path.Combine(dir, "metrics.csv"));
+        Assert.Equal("step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds", metrics[0]);
+        Assert.Equal(3, metrics.Length);
+        using var config = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
+        Assert.Equal("cnn", config.RootElement.GetProperty("model").GetString());
+
+        (code, output, _) = Run("models", "--json");
+        Assert.Equal(0, code);
+        using var models = System.Text.Json.JsonDocument.Parse(output.TrimEnd().Split('\n')[^1]);
+        Assert.Equal(100_010, models.RootElement.GetProperty("ioffe-mlp").GetProperty("batch").GetInt64());
+    }
+
     [Theory]
     [InlineData("train --steps 5 --batch 1", "--batch")]
     [InlineData("train --steps 5 --epochs 1", "exactly one")]
