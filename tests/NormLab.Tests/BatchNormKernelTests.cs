@@ -22,10 +22,10 @@ public class BatchNormKernelTests
     public void BatchStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
     {
         var rng = new Rng((ulong)(n * 100 + c * 10 + s));
-        var x = Random(rng, n * c * s, 2.0, 1.5);
-        var gamma = Random(rng, c, 1.0, 0.3);
-        var beta = Random(rng, c, 0.0, 0.5);
-        var r = Random(rng, n * c * s, 0.0, 1.0);
+        var x = Doubles.Gaussian(rng, n * c * s, 2.0, 1.5);
+        var gamma = Doubles.Gaussian(rng, c, 1.0, 0.3);
+        var beta = Doubles.Gaussian(rng, c, 0.0, 0.5);
+        var r = Doubles.Gaussian(rng, n * c * s, 0.0, 1.0);
         const double eps = 1e-5;
 
         double Loss()
@@ -37,9 +37,7 @@ public class BatchNormKernelTests
             BatchNormKernels.Moments<double>(x, n, c, s, mean, m2);
             BatchNormKernels.InvStd(invStd, m2, n * s, eps);
             BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s);
-            double sum = 0;
-            for (int i = 0; i < y.Length; i++) sum += y[i] * r[i];
-            return sum;
+            return Doubles.Dot(y, r);
         }
 
         var mu = new double[c];
@@ -62,20 +60,18 @@ public class BatchNormKernelTests
     public void FixedStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
     {
         var rng = new Rng((ulong)(n * 7 + c * 3 + s));
-        var x = Random(rng, n * c * s, 1.0, 2.0);
-        var gamma = Random(rng, c, 1.0, 0.3);
-        var beta = Random(rng, c, 0.0, 0.5);
-        var mean = Random(rng, c, 0.5, 1.0);
-        var invStd = Random(rng, c, 0.0, 1.0).Select(v => 0.5 + Math.Abs(v)).ToArray();
-        var r = Random(rng, n * c * s, 0.0, 1.0);
+        var x = Doubles.Gaussian(rng, n * c * s, 1.0, 2.0);
+        var gamma = Doubles.Gaussian(rng, c, 1.0, 0.3);
+        var beta = Doubles.Gaussian(rng, c, 0.0, 0.5);
+        var mean = Doubles.Gaussian(rng, c, 0.5, 1.0);
+        var invStd = Doubles.Gaussian(rng, c, 0.0, 1.0).Select(v => 0.5 + Math.Abs(v)).ToArray();
+        var r = Doubles.Gaussian(rng, n * c * s, 0.0, 1.0);
 
         double Loss()
         {
             var y = new double[x.Length];
             BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s);
-            double sum = 0;
-            for (int i = 0; i < y.Length; i++) sum += y[i] * r[i];
-            return sum;
+            return Doubles.Dot(y, r);
         }
 
         var dx = new double[x.Length];
@@ -93,8 +89,8 @@ public class BatchNormKernelTests
         // Σ dx = 0 and Σ dx·x̂ = 0 per channel follow from the backward formula (the output is invariant to shifting and scaling x).
         int n = 6, c = 3, s = 5;
         var rng = new Rng(3);
-        var x = Random(rng, n * c * s, 3.0, 2.0);
-        var r = Random(rng, n * c * s, 0.0, 1.0);
+        var x = Doubles.Gaussian(rng, n * c * s, 3.0, 2.0);
+        var r = Doubles.Gaussian(rng, n * c * s, 0.0, 1.0);
         var mean = new double[c];
         var m2 = new double[c];
         var istd = new double[c];
@@ -115,13 +111,5 @@ public class BatchNormKernelTests
             Assert.True(Math.Abs(sum) < 1e-10, $"channel {ch}: Σdx = {sum}");
             Assert.True(Math.Abs(dot) < 1e-10, $"channel {ch}: Σdx·x̂ = {dot}");
         }
-    }
-
-    private static double[] Random(Rng rng, int count, double mean, double std)
-    {
-        var v = new double[count];
-        for (int i = 0; i < count; i++)
-            v[i] = mean + std * rng.NextGaussian();
-        return v;
     }
 }

@@ -25,16 +25,16 @@ public class ConvTests
     {
         var rng = new Rng(11);
         var win = new Window2d(h, w, kh, kw, stride, padding);
-        var x = Gaussian(rng, n * cIn * h * w);
-        var weight = Gaussian(rng, cOut * cIn * kh * kw);
-        var bias = Gaussian(rng, cOut);
-        var r = Gaussian(rng, n * cOut * win.OutPlaneSize);
+        var x = Doubles.Gaussian(rng, n * cIn * h * w);
+        var weight = Doubles.Gaussian(rng, cOut * cIn * kh * kw);
+        var bias = Doubles.Gaussian(rng, cOut);
+        var r = Doubles.Gaussian(rng, n * cOut * win.OutPlaneSize);
         var y = new double[r.Length];
         var col = new double[cIn * kh * kw * win.OutPlaneSize];
         double Loss()
         {
             Conv.Forward<double>(y, x, weight, bias, col, n, cIn, cOut, win);
-            return Dot(y, r);
+            return Doubles.Dot(y, r);
         }
 
         var dx = new double[x.Length];
@@ -52,9 +52,9 @@ public class ConvTests
     {
         var rng = new Rng(12);
         var win = new Window2d(h, w, kh, kw, stride, padding);
-        var x = Gaussian(rng, n * cIn * h * w);
-        var weight = Gaussian(rng, cOut * cIn * kh * kw);
-        var bias = Gaussian(rng, cOut);
+        var x = Doubles.Gaussian(rng, n * cIn * h * w);
+        var weight = Doubles.Gaussian(rng, cOut * cIn * kh * kw);
+        var bias = Doubles.Gaussian(rng, cOut);
         var y = new double[n * cOut * win.OutPlaneSize];
         Conv.Forward<double>(y, x, weight, bias, new double[cIn * kh * kw * win.OutPlaneSize], n, cIn, cOut, win);
 
@@ -87,13 +87,13 @@ public class ConvTests
         _ = (n, cOut);
         var rng = new Rng(13);
         var win = new Window2d(h, w, kh, kw, stride, padding);
-        var x = Gaussian(rng, cIn * h * w);
-        var c = Gaussian(rng, cIn * kh * kw * win.OutPlaneSize);
+        var x = Doubles.Gaussian(rng, cIn * h * w);
+        var c = Doubles.Gaussian(rng, cIn * kh * kw * win.OutPlaneSize);
         var col = new double[c.Length];
         var back = new double[x.Length];
         Conv.Im2Col<double>(col, x, cIn, win);
         Conv.Col2Im<double>(back, c, cIn, win);
-        double lhs = Dot(col, c), rhs = Dot(x, back);
+        double lhs = Doubles.Dot(col, c), rhs = Doubles.Dot(x, back);
         Assert.True(Math.Abs(lhs - rhs) <= 1e-12 * (1 + Math.Abs(lhs)), $"<im2col(x), c> = {lhs} but <x, col2im(c)> = {rhs}");
     }
 
@@ -260,19 +260,4 @@ public class ConvTests
         Assert.Equal(0, allocated);
     }
 
-    private static double[] Gaussian(Rng rng, int count)
-    {
-        var v = new double[count];
-        for (int i = 0; i < count; i++)
-            v[i] = rng.NextGaussian();
-        return v;
-    }
-
-    private static double Dot(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
-    {
-        double s = 0;
-        for (int i = 0; i < a.Length; i++)
-            s += a[i] * b[i];
-        return s;
-    }
 }

@@ -23,13 +23,13 @@ public class PoolingTests
         var win = new Window2d(h, w, kh, kw, stride, padding);
         // Distinct values 0.1 apart: a step of 1e-6 never changes which input is the max.
         var x = ShuffledArange(21, planes * h * w, 0.1);
-        var r = Gaussian(new Rng(22), planes * win.OutPlaneSize);
+        var r = Doubles.Gaussian(new Rng(22), planes * win.OutPlaneSize);
         var y = new double[r.Length];
         var argmax = new int[r.Length];
         double Loss()
         {
             Pooling.MaxForward<double>(y, argmax, x, planes, win);
-            return Dot(y, r);
+            return Doubles.Dot(y, r);
         }
 
         Loss();
@@ -44,13 +44,13 @@ public class PoolingTests
     {
         var rng = new Rng(23);
         var win = new Window2d(h, w, kh, kw, stride, padding);
-        var x = Gaussian(rng, planes * h * w);
-        var r = Gaussian(rng, planes * win.OutPlaneSize);
+        var x = Doubles.Gaussian(rng, planes * h * w);
+        var r = Doubles.Gaussian(rng, planes * win.OutPlaneSize);
         var y = new double[r.Length];
         double Loss()
         {
             Pooling.AvgForward<double>(y, x, planes, win);
-            return Dot(y, r);
+            return Doubles.Dot(y, r);
         }
 
         var dx = new double[x.Length];
@@ -65,13 +65,13 @@ public class PoolingTests
     public void GlobalAvgKernelGradientMatchesFiniteDifferences(int planes, int size)
     {
         var rng = new Rng(24);
-        var x = Gaussian(rng, planes * size);
-        var r = Gaussian(rng, planes);
+        var x = Doubles.Gaussian(rng, planes * size);
+        var r = Doubles.Gaussian(rng, planes);
         var y = new double[planes];
         double Loss()
         {
             Pooling.GlobalAvgForward<double>(y, x, planes, size);
-            return Dot(y, r);
+            return Doubles.Dot(y, r);
         }
 
         var dx = new double[x.Length];
@@ -295,19 +295,4 @@ public class PoolingTests
         return v;
     }
 
-    private static double[] Gaussian(Rng rng, int count)
-    {
-        var v = new double[count];
-        for (int i = 0; i < count; i++)
-            v[i] = rng.NextGaussian();
-        return v;
-    }
-
-    private static double Dot(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
-    {
-        double s = 0;
-        for (int i = 0; i < a.Length; i++)
-            s += a[i] * b[i];
-        return s;
-    }
 }
