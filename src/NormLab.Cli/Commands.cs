@@ -44,10 +44,12 @@ internal static class Commands
         var binarize = Opt("--binarize", "binarize pixels at 0.5 (Ioffe & Szegedy's binary images)", false);
         var outDir = Opt("--out", "output folder (metrics.csv, model.safetensors, resume.safetensors)", "runs/latest");
         var resume = Opt("--resume", "continue from the checkpoint in --out", false);
+        var threads = Opt("--threads", "worker threads (results are the same for any number)", Environment.ProcessorCount);
         var json = Opt("--json", "end standard output with one JSON object of the results", false);
         var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
         {
-            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume, json,
+            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume,
+            threads, json,
         };
         cmd.SetAction(p => Guard(err, () =>
         {
@@ -60,6 +62,8 @@ internal static class Commands
                 throw new ArgumentException($"--batch must be at least 2 (batch normalization needs more than one value per channel), got {p.GetValue(batch)}");
             if (p.GetValue(evalEvery) < 1)
                 throw new ArgumentException("--eval-every must be positive");
+            if (p.GetValue(threads) is < 1 or > 1024)
+                throw new ArgumentException($"--threads must be between 1 and 1024, got {p.GetValue(threads)}");
             if (!(p.GetValue(lr) > 0))
                 throw new ArgumentException($"--lr must be positive, got {p.GetValue(lr)}");
             var spec = new ModelSpec(p.GetValue(model)!, ModelSpec.ParseNorm(p.GetValue(norm)!), ModelSpec.ParsePosition(p.GetValue(position)!),
@@ -67,7 +71,8 @@ internal static class Commands
             spec.Build(new Rng(0));   // validates the model name before any data is read
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var options = new TrainOptions(spec, folder, p.GetValue(optimizer)!, p.GetValue(lr), p.GetValue(momentum), p.GetValue(weightDecay),
-                p.GetValue(batch), st, ep, p.GetValue(evalEvery), p.GetValue(seed), p.GetValue(outDir)!, p.GetValue(resume));
+                p.GetValue(batch), st, ep, p.GetValue(evalEvery), p.GetValue(seed), p.GetValue(outDir)!, p.GetValue(resume),
+                p.GetValue(threads));
             bool asJson = p.GetValue(json);
             TrainResult result;
             if (!interactive || asJson)
@@ -79,10 +84,18 @@ internal static class Commands
                     .Start(ctx =>
                     {
                         var task = ctx.AddTask($"training {Markup.Escape(spec.Model)}");
-                        return TrainRun.Run(options, line => AnsiConsole.WriteLine(line), (step, total) =>
+                        long shown = 0;
+                        return TrainRun.Run(options, line => AnsiConsole.WriteLine(line), s =>
                         {
-                            task.MaxValue = total;
-                            task.Value = step;
+                            task.MaxValue = s.Total;
+                            task.Value = s.Step;
+                            // A new description costs a string: refresh it about ten times a second, not every step.
+                            long now = Environment.TickCount64;
+                            if (now - shown < 100 && s.Step != s.Total)
+                                return;
+                            shown = now;
+                            task.Description = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                                $"step {s.Step}/{s.Total}  loss {s.Loss:F4}  acc {s.Accuracy:P1}  {s.StepsPerSecond:F0} steps/s");
                         });
                     });
                 var table = new Table().RoundedBorder().AddColumns("steps", "train loss", "train acc", "test loss", "test acc", "seconds");

@@ -9,7 +9,10 @@ internal sealed record TrainResult(long Steps, double TrainLoss, double TrainAcc
 
 /// <summary>Options of <c>normlab train</c>.</summary>
 internal sealed record TrainOptions(ModelSpec Spec, string DataFolder, string Optimizer, double Lr, double Momentum, double WeightDecay,
-    int Batch, int? Steps, int? Epochs, int EvalEvery, ulong Seed, string Out, bool Resume);
+    int Batch, int? Steps, int? Epochs, int EvalEvery, ulong Seed, string Out, bool Resume, int Threads);
+
+/// <summary>Where a run stands, for a progress display: the running mean loss and accuracy since the last evaluation.</summary>
+internal readonly record struct TrainProgress(long Step, long Total, double Loss, double Accuracy, double StepsPerSecond);
 
 /// <summary>One training run: model, optimizer, loader, periodic evaluation, metrics.csv and a checkpoint in the output folder.</summary>
 internal static class TrainRun
@@ -19,9 +22,10 @@ internal static class TrainRun
 
     /// <param name="o">The options.</param>
     /// <param name="log">Receives one line per evaluation and a summary.</param>
-    /// <param name="progress">Called after every step with (step, total), e.g. to drive a progress bar.</param>
-    public static TrainResult Run(TrainOptions o, Action<string> log, Action<long, long>? progress = null)
+    /// <param name="progress">Called after every step, e.g. to drive a progress bar.</param>
+    public static TrainResult Run(TrainOptions o, Action<string> log, Action<TrainProgress>? progress = null)
     {
+        Threading.Team.SetSize(o.Threads);
         var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);
         Directory.CreateDirectory(o.Out);
         string checkpoint = Path.Combine(o.Out, ModelName);
@@ -60,11 +64,12 @@ internal static class TrainRun
             ["model"] = o.Spec.Model, ["norm"] = o.Spec.Norm.ToString().ToLowerInvariant(), ["norm_position"] = o.Spec.Position.ToString().ToLowerInvariant(),
             ["init_std"] = o.Spec.InitStd, ["binarize"] = o.Spec.Binarize, ["data"] = o.DataFolder, ["optimizer"] = o.Optimizer, ["lr"] = o.Lr,
             ["momentum"] = o.Momentum, ["weight_decay"] = o.WeightDecay, ["batch"] = o.Batch, ["steps"] = o.Steps, ["epochs"] = o.Epochs,
-            ["eval_every"] = o.EvalEvery, ["seed"] = o.Seed,
+            ["eval_every"] = o.EvalEvery, ["seed"] = o.Seed, ["threads"] = o.Threads,
         }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
 
         var loss = new SoftmaxCrossEntropy();
         var clock = Stopwatch.StartNew();
+        long firstStep = optimizer.StepCount;
         double lossSum = 0;
         int lossCount = 0, correct = 0, seen = 0;
         var last = new TrainResult(optimizer.StepCount, double.NaN, double.NaN, double.NaN, double.NaN, 0);
@@ -84,7 +89,8 @@ internal static class TrainRun
             lossSum += l;
             lossCount++;
             long step = optimizer.StepCount;
-            progress?.Invoke(step, total);
+            progress?.Invoke(new TrainProgress(step, total, lossSum / lossCount, (double)correct / seen,
+                (step - firstStep) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9)));
             if (step % o.EvalEvery == 0 || step == total)
             {
                 var (testLoss, accuracy) = Evaluate(model, test, o.Spec.Flat);

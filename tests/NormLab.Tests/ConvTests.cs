@@ -30,7 +30,7 @@ public class ConvTests
         var bias = Doubles.Gaussian(rng, cOut);
         var r = Doubles.Gaussian(rng, n * cOut * win.OutPlaneSize);
         var y = new double[r.Length];
-        var col = new double[cIn * kh * kw * win.OutPlaneSize];
+        var col = new double[Conv.ScratchSize(n, cIn, cOut, win)];
         double Loss()
         {
             Conv.Forward<double>(y, x, weight, bias, col, n, cIn, cOut, win);
@@ -56,7 +56,7 @@ public class ConvTests
         var weight = Doubles.Gaussian(rng, cOut * cIn * kh * kw);
         var bias = Doubles.Gaussian(rng, cOut);
         var y = new double[n * cOut * win.OutPlaneSize];
-        Conv.Forward<double>(y, x, weight, bias, new double[cIn * kh * kw * win.OutPlaneSize], n, cIn, cOut, win);
+        Conv.Forward<double>(y, x, weight, bias, new double[Conv.ScratchSize(n, cIn, cOut, win)], n, cIn, cOut, win);
 
         int outH = win.OutHeight, outW = win.OutWidth;
         Assert.Equal((h + 2 * padding - kh) / stride + 1, outH);

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using NormLab.Threading;
 
 namespace NormLab.Kernels;
 
@@ -9,11 +10,18 @@ namespace NormLab.Kernels;
 /// The kernels are pure: the modules decide which statistics to use and how to update running ones.
 /// </summary>
 /// <remarks>
+/// Channels are independent, so large tensors split their channels over the <see cref="Team"/>; each channel's sums run
+/// in the same order whatever the split, and the results do not depend on the number of threads.
+/// </remarks>
+/// <remarks>
 /// Per-channel statistics travel as double (mean, M2, 1/σ) so that the normalization of data far from zero stays exact;
 /// see <see cref="Centered"/>.
 /// </remarks>
-public static class BatchNormKernels
+public static unsafe class BatchNormKernels
 {
+    // Below this many values a parallel call costs more than it saves.
+    private const long ParallelWork = 1 << 14;
+
     /// <summary>
     /// Per-channel mean and M2 = Σ(x − mean)² of a batch slice, in two passes (no E[x²] − E[x]² cancellation). Within a
     /// plane the sums run in T over values already centred (on a shift, then on the mean), so they are small and do not
@@ -26,12 +34,21 @@ public static class BatchNormKernels
         CheckSizes(x.Length, n, c, s, mean.Length, m2.Length);
         mean.Slice(0, c).Clear();
         m2.Slice(0, c).Clear();
-        double count = (double)n * s;
-        if (count == 0)
+        if ((long)n * s == 0)
             return;
+        var args = new Args<T> { X = x, MeanOut = mean, M2Out = m2, N = n, C = c, S = s };
+        Run(ref args, &MomentsRange);
+    }
+
+    private static void MomentsRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        ReadOnlySpan<T> x = a.X;
+        Span<double> mean = a.MeanOut, m2 = a.M2Out;
+        int n = a.N, c = a.C, s = a.S;
+        double count = (double)n * s;
         // First pass: mean = shift + Σ(x − shift)/m, shift = the channel's first value, so that far-from-zero data
         // sum their small deviations rather than their large offset.
-        for (int ch = 0; ch < c; ch++)
+        for (int ch = first; ch < end; ch++)
         {
             T shift = x[ch * s];
             double sum = 0;
@@ -39,7 +56,7 @@ public static class BatchNormKernels
                 sum += Centered.SumShifted(x.Slice((i * c + ch) * s, s), shift);
             mean[ch] = double.CreateChecked(shift) + sum / count;
         }
-        for (int ch = 0; ch < c; ch++)
+        for (int ch = first; ch < end; ch++)
         {
             var (hi, lo) = Centered.Split<T>(mean[ch]);
             for (int i = 0; i < n; i++)
@@ -76,7 +93,17 @@ public static class BatchNormKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        for (int ch = 0; ch < c; ch++)
+        var args = new Args<T> { Y = y, X = x, Mean = mean, InvStd = invStd, Gamma = gamma, Beta = beta, N = n, C = c, S = s };
+        Run(ref args, &NormalizeRange);
+    }
+
+    private static void NormalizeRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Span<T> y = a.Y;
+        ReadOnlySpan<T> x = a.X, gamma = a.Gamma, beta = a.Beta;
+        ReadOnlySpan<double> mean = a.Mean, invStd = a.InvStd;
+        int n = a.N, c = a.C, s = a.S;
+        for (int ch = first; ch < end; ch++)
         {
             var (hi, lo) = Centered.Split<T>(mean[ch]);
             T alpha = T.CreateChecked(Gamma(gamma, ch) * invStd[ch]);
@@ -103,8 +130,21 @@ public static class BatchNormKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
+        var args = new Args<T>
+        {
+            Y = dx, DGamma = dGamma, DBeta = dBeta, DY = dy, X = x, Mean = mean, InvStd = invStd, Gamma = gamma, N = n, C = c, S = s,
+        };
+        Run(ref args, &BackwardBatchStatsRange);
+    }
+
+    private static void BackwardBatchStatsRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Span<T> dx = a.Y, dGamma = a.DGamma, dBeta = a.DBeta;
+        ReadOnlySpan<T> dy = a.DY, x = a.X, gamma = a.Gamma;
+        ReadOnlySpan<double> mean = a.Mean, invStd = a.InvStd;
+        int n = a.N, c = a.C, s = a.S;
         double m = (double)n * s;
-        for (int ch = 0; ch < c; ch++)
+        for (int ch = first; ch < end; ch++)
         {
             var (hi, lo) = Centered.Split<T>(mean[ch]);
             double sumDy = 0, sumDyXc = 0;
@@ -139,7 +179,20 @@ public static class BatchNormKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        for (int ch = 0; ch < c; ch++)
+        var args = new Args<T>
+        {
+            Y = dx, DGamma = dGamma, DBeta = dBeta, DY = dy, X = x, Mean = mean, InvStd = invStd, Gamma = gamma, N = n, C = c, S = s,
+        };
+        Run(ref args, &BackwardFixedStatsRange);
+    }
+
+    private static void BackwardFixedStatsRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Span<T> dx = a.Y, dGamma = a.DGamma, dBeta = a.DBeta;
+        ReadOnlySpan<T> dy = a.DY, x = a.X, gamma = a.Gamma;
+        ReadOnlySpan<double> mean = a.Mean, invStd = a.InvStd;
+        int n = a.N, c = a.C, s = a.S;
+        for (int ch = first; ch < end; ch++)
         {
             var (hi, lo) = Centered.Split<T>(mean[ch]);
             double sumDy = 0, sumDyXc = 0;
@@ -159,6 +212,24 @@ public static class BatchNormKernels
             if (!dGamma.IsEmpty)
                 dGamma[ch] += T.CreateChecked(sumDyXc * invStd[ch]);
         }
+    }
+
+    private static void Run<T>(ref Args<T> args, delegate*<ref Args<T>, int, int, void> range) where T : unmanaged
+    {
+        if ((long)args.N * args.C * args.S < ParallelWork)
+            range(ref args, 0, args.C);
+        else
+            Team.For(args.C, ref args, range);
+    }
+
+    // The arguments of one parallel call over channels; Y is the output (y forward, dx backward).
+    private ref struct Args<T> where T : unmanaged
+    {
+        public Span<T> Y, DGamma, DBeta;
+        public ReadOnlySpan<T> X, DY, Gamma, Beta;
+        public Span<double> MeanOut, M2Out;
+        public ReadOnlySpan<double> Mean, InvStd;
+        public int N, C, S;
     }
 
     private static double Gamma<T>(ReadOnlySpan<T> gamma, int ch) where T : unmanaged, IFloatingPointIeee754<T> =>

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using NormLab.Threading;
 
 namespace NormLab.Kernels;
 
@@ -189,69 +190,131 @@ public static class Conv
     }
 
     /// <summary>
-    /// y = conv(x, W) + b for a batch: x [n, C_in, H, W], weight [C_out, C_in, kh, kw], y [n, C_out, OH, OW] (overwritten).
-    /// An empty <paramref name="bias"/> means none. <paramref name="col"/> holds K·L values; it may be empty for a
-    /// pointwise window (<see cref="Window2d.IsPointwise"/>), whose columns are the image itself.
+    /// Images are processed in <see cref="Groups"/> fixed groups, in parallel on the <see cref="Team"/>. The grouping depends
+    /// only on the batch size, so the weight gradient, summed per group and then over groups in order, is the same whatever
+    /// the number of threads.
     /// </summary>
-    public static void Forward<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, Span<T> col,
+    public static int Groups(int n) => Math.Min(n, 8);
+
+    /// <summary>Values of the scratch buffer <see cref="Forward{T}"/> and <see cref="Backward{T}"/> need: per group, one
+    /// image's columns K·L (none for a pointwise window) and a partial weight gradient C_out·K.</summary>
+    public static int ScratchSize(int n, int inChannels, int outChannels, Window2d w)
+    {
+        long k = (long)inChannels * w.KernelArea;
+        return checked((int)(Groups(n) * (ColumnsSize(inChannels, w) + outChannels * k)));
+    }
+
+    private static long ColumnsSize(int inChannels, Window2d w) => w.IsPointwise ? 0 : (long)inChannels * w.KernelArea * w.OutPlaneSize;
+
+    /// <summary>
+    /// y = conv(x, W) + b for a batch: x [n, C_in, H, W], weight [C_out, C_in, kh, kw], y [n, C_out, OH, OW] (overwritten).
+    /// An empty <paramref name="bias"/> means none. <paramref name="scratch"/> holds <see cref="ScratchSize"/> values.
+    /// </summary>
+    public static unsafe void Forward<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, Span<T> scratch,
         int n, int inChannels, int outChannels, Window2d w)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        CheckSizes(x.Length, y.Length, weight.Length, bias.Length, col.Length, n, inChannels, outChannels, w);
-        int k = inChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = inChannels * w.PlaneSize;
-        for (int img = 0; img < n; img++)
+        CheckSizes(x.Length, y.Length, weight.Length, bias.Length, scratch.Length, n, inChannels, outChannels, w);
+        var args = new Args<T>
         {
-            var xn = x.Slice(img * imageSize, imageSize);
-            var yn = y.Slice(img * outChannels * l, outChannels * l);
-            for (int co = 0; co < outChannels; co++)
-                yn.Slice(co * l, l).Fill(bias.IsEmpty ? T.Zero : bias[co]);
-            ReadOnlySpan<T> cols = xn;
-            if (!w.IsPointwise)
+            Y = y, X = x, Weight = weight, Bias = bias, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
+        };
+        Team.For(Groups(n), ref args, &ForwardGroups);
+    }
+
+    private static void ForwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var w = a.W;
+        int groups = Groups(a.N), k = a.InChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = a.InChannels * w.PlaneSize;
+        int colSize = (int)ColumnsSize(a.InChannels, w);
+        for (int g = firstGroup; g < endGroup; g++)
+        {
+            var col = a.Scratch.Slice(g * colSize, colSize);
+            for (int img = Team.RangeEnd(g - 1, a.N, groups); img < Team.RangeEnd(g, a.N, groups); img++)
             {
-                Im2Col(col, xn, inChannels, w);
-                cols = col.Slice(0, k * l);
+                var xn = a.X.Slice(img * imageSize, imageSize);
+                var yn = a.Y.Slice(img * a.OutChannels * l, a.OutChannels * l);
+                for (int co = 0; co < a.OutChannels; co++)
+                    yn.Slice(co * l, l).Fill(a.Bias.IsEmpty ? T.Zero : a.Bias[co]);
+                ReadOnlySpan<T> cols = xn;
+                if (!w.IsPointwise)
+                {
+                    Im2Col(col, xn, a.InChannels, w);
+                    cols = col;
+                }
+                Gemm.AB(yn, a.Weight, cols, a.OutChannels, k, l);
             }
-            Gemm.AB(yn, weight, cols, outChannels, k, l);
         }
     }
 
     /// <summary>
     /// Backward of <see cref="Forward{T}"/> given dy [n, C_out, OH, OW]: dx is overwritten, <paramref name="dWeight"/> and
     /// <paramref name="dBias"/> accumulate (<c>+=</c>); an empty <paramref name="dBias"/> skips the bias gradient.
-    /// The columns are recomputed from x into <paramref name="col"/>, which then holds dcol = Wᵀ·dy_n: one scratch buffer
-    /// serves both, since dW has consumed col before dcol is needed.
+    /// The columns are recomputed from x into the scratch, which then holds dcol = Wᵀ·dy_n: one buffer serves both, since
+    /// dW has consumed the columns before dcol is needed.
     /// </summary>
-    public static void Backward<T>(Span<T> dx, Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
-        ReadOnlySpan<T> weight, Span<T> col, int n, int inChannels, int outChannels, Window2d w)
+    public static unsafe void Backward<T>(Span<T> dx, Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+        ReadOnlySpan<T> weight, Span<T> scratch, int n, int inChannels, int outChannels, Window2d w)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        CheckSizes(x.Length, dy.Length, weight.Length, dBias.Length, col.Length, n, inChannels, outChannels, w);
+        CheckSizes(x.Length, dy.Length, weight.Length, dBias.Length, scratch.Length, n, inChannels, outChannels, w);
         if (dx.Length != x.Length || dWeight.Length != weight.Length)
             throw new ArgumentException(
                 $"Conv kernel: dx of {dx.Length} values for x of {x.Length}, dW of {dWeight.Length} values for W of {weight.Length}.");
-        int k = inChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = inChannels * w.PlaneSize;
-        for (int img = 0; img < n; img++)
-        {
-            var xn = x.Slice(img * imageSize, imageSize);
-            var dxn = dx.Slice(img * imageSize, imageSize);
-            var dyn = dy.Slice(img * outChannels * l, outChannels * l);
-            if (!dBias.IsEmpty)
+        int l = w.OutPlaneSize;
+        if (!dBias.IsEmpty)
+            for (int img = 0; img < n; img++)
                 for (int co = 0; co < outChannels; co++)
-                    dBias[co] += TensorPrimitives.Sum(dyn.Slice(co * l, l));
-            dxn.Clear();
-            if (w.IsPointwise)
+                    dBias[co] += TensorPrimitives.Sum(dy.Slice((img * outChannels + co) * l, l));
+        var args = new Args<T>
+        {
+            Y = dx, X = x, DY = dy, Weight = weight, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
+        };
+        Team.For(Groups(n), ref args, &BackwardGroups);
+        int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, w);
+        var partials = scratch.Slice(groups * colSize);
+        for (int g = 0; g < groups; g++)
+            TensorPrimitives.Add(dWeight, partials.Slice(g * weight.Length, weight.Length), dWeight);
+    }
+
+    private static void BackwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var w = a.W;
+        int groups = Groups(a.N), k = a.InChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = a.InChannels * w.PlaneSize;
+        int colSize = (int)ColumnsSize(a.InChannels, w), dwSize = a.Weight.Length;
+        for (int g = firstGroup; g < endGroup; g++)
+        {
+            var cols = a.Scratch.Slice(g * colSize, colSize);
+            var dW = a.Scratch.Slice(groups * colSize + g * dwSize, dwSize);
+            dW.Clear();
+            for (int img = Team.RangeEnd(g - 1, a.N, groups); img < Team.RangeEnd(g, a.N, groups); img++)
             {
-                Gemm.ABt(dWeight, dyn, xn, outChannels, l, k);
-                Gemm.AtB(dxn, weight, dyn, k, outChannels, l);
-                continue;
+                var xn = a.X.Slice(img * imageSize, imageSize);
+                var dxn = a.Y.Slice(img * imageSize, imageSize);
+                var dyn = a.DY.Slice(img * a.OutChannels * l, a.OutChannels * l);
+                dxn.Clear();
+                if (w.IsPointwise)
+                {
+                    Gemm.ABt(dW, dyn, xn, a.OutChannels, l, k);
+                    Gemm.AtB(dxn, a.Weight, dyn, k, a.OutChannels, l);
+                    continue;
+                }
+                Im2Col(cols, xn, a.InChannels, w);
+                Gemm.ABt(dW, dyn, cols, a.OutChannels, l, k);
+                cols.Clear();
+                Gemm.AtB(cols, a.Weight, dyn, k, a.OutChannels, l);
+                Col2Im(dxn, cols, a.InChannels, w);
             }
-            var cols = col.Slice(0, k * l);
-            Im2Col(cols, xn, inChannels, w);
-            Gemm.ABt(dWeight, dyn, cols, outChannels, l, k);
-            cols.Clear();
-            Gemm.AtB(cols, weight, dyn, k, outChannels, l);
-            Col2Im(dxn, cols, inChannels, w);
         }
+    }
+
+    // The arguments of one parallel call; Y is the output (y forward, dx backward).
+    private ref struct Args<T> where T : unmanaged
+    {
+        public Span<T> Y, Scratch;
+        public ReadOnlySpan<T> X, DY, Weight, Bias;
+        public int N, InChannels, OutChannels;
+        public Window2d W;
     }
 
     private static void CheckColumns(int colLength, int imageLength, int channels, Window2d w)
@@ -269,7 +332,8 @@ public static class Conv
                 $"Conv kernel: x {x}, y {y} and W {weight} values do not form n={n}, C_in={inChannels}, C_out={outChannels} over {w}.");
         if (bias != 0 && bias != outChannels)
             throw new ArgumentException($"Conv kernel: a bias of {bias} values for {outChannels} output channels.");
-        if (!w.IsPointwise && col < k * w.OutPlaneSize)
-            throw new ArgumentException($"Conv kernel: a column buffer of {col} values, {k * w.OutPlaneSize} needed for {w}.");
+        long need = ScratchSize(n, inChannels, outChannels, w);
+        if (col < need)
+            throw new ArgumentException($"Conv kernel: a scratch buffer of {col} values, {need} needed for n={n} over {w}.");
     }
 }

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using NormLab.Threading;
 
 namespace NormLab.Kernels;
 
@@ -7,23 +8,26 @@ namespace NormLab.Kernels;
 /// Dense matrix products over row-major spans, in the three forms a layer's forward and backward need.
 /// All accumulate into C (<c>C += ...</c>); callers clear C for a plain product.
 /// </summary>
-/// <remarks>Generic over float (training) and double (gradient checks); the JIT specializes each.</remarks>
-public static class Gemm
+/// <remarks>
+/// Generic over float (training) and double (gradient checks); the JIT specializes each. Large products split the rows of
+/// C over the <see cref="Team"/>: every element of C is computed by the same operations in the same order whatever the
+/// split, so the result does not depend on the number of threads.
+/// </remarks>
+public static unsafe class Gemm
 {
+    // Below this many multiply-adds a parallel call costs more than it saves.
+    private const long ParallelWork = 1 << 15;
+
     /// <summary>C[m,n] += Σ_k A[m,k]·B[k,n]  (A: M×K, B: K×N, C: M×N).</summary>
     public static void AB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
-        where T : unmanaged, INumber<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)k * n);
-        for (int i = 0; i < m; i++)
-        {
-            var cRow = c.Slice(i * n, n);
-            var aRow = a.Slice(i * k, k);
-            for (int p = 0; p < k; p++)
-            {
-                Axpy(cRow, aRow[p], b.Slice(p * n, n));
-            }
-        }
+        var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
+        if ((long)m * k * n < ParallelWork)
+            ABRows(ref args, 0, m);
+        else
+            Team.For(m, ref args, &ABRows);
     }
 
     /// <summary>C[m,n] += Σ_k A[m,k]·B[n,k]  (A: M×K, B: N×K, C: M×N) — a product with B transposed.</summary>
@@ -31,28 +35,57 @@ public static class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)n * k);
-        for (int i = 0; i < m; i++)
-        {
-            var aRow = a.Slice(i * k, k);
-            var cRow = c.Slice(i * n, n);
-            for (int j = 0; j < n; j++)
-                cRow[j] += TensorPrimitives.Dot(aRow, b.Slice(j * k, k));
-        }
+        var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
+        if ((long)m * k * n < ParallelWork)
+            ABtRows(ref args, 0, m);
+        else
+            Team.For(m, ref args, &ABtRows);
     }
 
     /// <summary>C[m,n] += Σ_k A[k,m]·B[k,n]  (A: K×M, B: K×N, C: M×N) — a product with A transposed.</summary>
     public static void AtB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
-        where T : unmanaged, INumber<T>
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)k * m, b.Length, (long)k * n);
-        for (int p = 0; p < k; p++)
+        var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
+        if ((long)m * k * n < ParallelWork)
+            AtBRows(ref args, 0, m);
+        else
+            Team.For(m, ref args, &AtBRows);
+    }
+
+    private static void ABRows<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int k = g.K, n = g.N;
+        for (int i = first; i < end; i++)
         {
-            var aRow = a.Slice(p * m, m);
-            var bRow = b.Slice(p * n, n);
-            for (int i = 0; i < m; i++)
-            {
-                Axpy(c.Slice(i * n, n), aRow[i], bRow);
-            }
+            var cRow = g.C.Slice(i * n, n);
+            var aRow = g.A.Slice(i * k, k);
+            for (int p = 0; p < k; p++)
+                Axpy(cRow, aRow[p], g.B.Slice(p * n, n));
+        }
+    }
+
+    private static void ABtRows<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int k = g.K, n = g.N;
+        for (int i = first; i < end; i++)
+        {
+            var aRow = g.A.Slice(i * k, k);
+            var cRow = g.C.Slice(i * n, n);
+            for (int j = 0; j < n; j++)
+                cRow[j] += TensorPrimitives.Dot(aRow, g.B.Slice(j * k, k));
+        }
+    }
+
+    private static void AtBRows<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int m = g.M, n = g.N;
+        for (int p = 0; p < g.K; p++)
+        {
+            var bRow = g.B.Slice(p * n, n);
+            for (int i = first; i < end; i++)
+                Axpy(g.C.Slice(i * n, n), g.A[p * m + i], bRow);
         }
     }
 
@@ -71,6 +104,13 @@ public static class Gemm
         }
         for (; i < y.Length; i++)
             y[i] += a * x[i];
+    }
+
+    private ref struct Args<T> where T : unmanaged
+    {
+        public Span<T> C;
+        public ReadOnlySpan<T> A, B;
+        public int M, K, N;
     }
 
     private static void Check(int c, long cNeed, int a, long aNeed, int b, long bNeed)

@@ -85,7 +85,7 @@ public sealed class Conv2d : Module
         _input = x;
         int n = x.Dim(0);
         var y = Tensor.Ensure(ref _output, n, OutChannels, outH, outW);
-        Conv.Forward<float>(y.Span, x.Span, Weight.Value.Span, Bias is null ? default : Bias.Value.Span, Columns(),
+        Conv.Forward<float>(y.Span, x.Span, Weight.Value.Span, Bias is null ? default : Bias.Value.Span, Scratch(n),
             n, InChannels, OutChannels, _window);
         return y;
     }
@@ -97,7 +97,7 @@ public sealed class Conv2d : Module
         var x = _input!;
         var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
         Conv.Backward<float>(dx.Span, Weight.Grad.Span, Bias is null ? default : Bias.Grad.Span, dy.Span, x.Span, Weight.Value.Span,
-            Columns(), x.Dim(0), InChannels, OutChannels, _window);
+            Scratch(x.Dim(0)), x.Dim(0), InChannels, OutChannels, _window);
         return dx;
     }
 
@@ -112,7 +112,6 @@ public sealed class Conv2d : Module
     /// <inheritdoc/>
     public override string ToString() => _name;
 
-    // One image's columns [C_in·k·k, OH·OW], kept across steps; a pointwise layer reads its input directly and needs none.
-    private Span<float> Columns() =>
-        _window.IsPointwise ? default : Tensor.Ensure(ref _columns, InChannels * _window.KernelArea, _window.OutPlaneSize).Span;
+    // Columns and partial weight gradients per image group (see Conv.ScratchSize), kept across steps.
+    private Span<float> Scratch(int n) => Tensor.Ensure(ref _columns, Conv.ScratchSize(n, InChannels, OutChannels, _window)).Span;
 }

@@ -1,0 +1,82 @@
+using NormLab.Cli;
+using NormLab.Models;
+using NormLab.Tests.Support;
+
+namespace NormLab.Tests;
+
+/// <summary>The same seed gives the same bits whatever the number of threads (reductions never follow the thread split).</summary>
+[Collection(TeamSize.Collection)]
+public class ThreadDeterminismTests
+{
+    // A few SGD steps of a network on random data; returns every parameter and buffer, bit for bit.
+    private static Dictionary<string, float[]> Train(Func<Rng, Module> build, int threads, bool flat)
+    {
+        using var _ = new TeamSize(threads);
+        var rng = new Rng(5);
+        var model = build(rng);
+        var optimizer = new Sgd(model.Parameters(), 0.05, momentum: 0.9);
+        var loss = new SoftmaxCrossEntropy();
+        var x = flat ? new Tensor(16, 784) : new Tensor(16, 1, 28, 28);
+        var labels = new int[16];
+        for (int step = 0; step < 3; step++)
+        {
+            foreach (ref float v in x.Span)
+                v = (float)rng.NextGaussian();
+            for (int i = 0; i < labels.Length; i++)
+                labels[i] = rng.NextInt(10);
+            optimizer.ZeroGrad();
+            loss.Forward(model.Forward(x), labels);
+            model.Backward(loss.Backward());
+            optimizer.Step();
+        }
+        model.Eval();
+        var result = model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.Value.Span.ToArray());
+        foreach (var (name, buffer) in model.NamedBuffers())
+            result[name] = buffer.Span.ToArray();
+        result["eval output"] = model.Forward(x).Span.ToArray();
+        return result;
+    }
+
+    public static TheoryData<string> Models => ["cnn", "resnet", "ioffe-mlp"];
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void TrainingGivesTheSameBitsForOneTwoAndThreeThreads(string name)
+    {
+        Func<Rng, Module> build = name switch
+        {
+            "cnn" => rng => Zoo.Cnn(NormKind.Batch, rng: rng),
+            "resnet" => rng => Zoo.ResNet(NormKind.Batch, blocksPerStage: 1, rng: rng),
+            _ => rng => Zoo.IoffeMlp(NormKind.Batch, rng: rng),
+        };
+        bool flat = name == "ioffe-mlp";
+        var one = Train(build, 1, flat);
+        foreach (int threads in new[] { 2, 3 })
+        {
+            var other = Train(build, threads, flat);
+            Assert.Equal(one.Keys.Order(), other.Keys.Order());
+            foreach (var key in one.Keys)
+                Assert.True(one[key].AsSpan().SequenceEqual(other[key]), $"{name}: {key} differs between 1 and {threads} threads");
+        }
+    }
+
+    [Fact]
+    public void CliMetricsAreTheSameForAnyThreadCount()
+    {
+        string data = Paths.Dataset("mnist-10k");
+        var lines = new List<string[]>();
+        foreach (var threads in new[] { "1", "2" })
+        {
+            string dir = Directory.CreateTempSubdirectory("normlab-threads").FullName;
+            var output = new StringWriter();
+            var errors = new StringWriter();
+            int code = Commands.Build(output, errors).Parse(["train", "--model", "cnn", "--norm", "batch", "--data", data, "--batch", "32",
+                "--steps", "40", "--eval-every", "20", "--optimizer", "adam", "--lr", "0.002", "--threads", threads, "--out", dir]).Invoke();
+            Assert.True(code == 0, errors.ToString());
+            // Every column but the last (wall-clock seconds).
+            lines.Add(File.ReadAllLines(Path.Combine(dir, "metrics.csv")).Select(l => l[..l.LastIndexOf(',')]).ToArray());
+        }
+        Assert.Equal(3, lines[0].Length);
+        Assert.Equal(lines[0], lines[1]);
+    }
+}
