@@ -52,30 +52,32 @@ public unsafe class TeamTests
     [Fact]
     public void WorkersRunTheOtherRanges()
     {
-        using var _ = new TeamSize(3);
-        var ids = new int[3];
+        // Other tests use the team at the same time, and a call that finds it busy runs inline: try until one gets it.
+        using var _ = new TeamSize(2);
+        var ids = new int[2];
         var m = new Marks { Hits = ids, ThrowAt = -1 };
-        Team.For(3, ref m, &RecordThread);
+        for (int attempt = 0; attempt < 10_000 && ids.Distinct().Count() < 2; attempt++)
+            Team.For(2, ref m, &RecordThread);
         Assert.Equal(Environment.CurrentManagedThreadId, ids[0]);
-        Assert.Equal(3, ids.Distinct().Count());
+        Assert.NotEqual(ids[0], ids[1]);
     }
 
     [Fact]
     public void AnExceptionInAnyRangeReachesTheCaller()
     {
         using var _ = new TeamSize(2);
-        AggregateException? e = null;
+        InvalidOperationException? e = null;
         try
         {
             var m = new Marks { Hits = new int[100], ThrowAt = 99 }; // the last range, run by a worker
             Team.For(100, ref m, &Mark);
         }
-        catch (AggregateException caught)
+        catch (InvalidOperationException caught)
         {
             e = caught;
         }
         Assert.NotNull(e);
-        Assert.Contains("index 99", e.InnerException!.Message);
+        Assert.Contains("index 99", e.Message);
         // The team still works afterwards.
         var hits = new int[10];
         var ok = new Marks { Hits = hits, ThrowAt = -1 };

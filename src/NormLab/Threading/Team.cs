@@ -5,7 +5,9 @@ namespace NormLab.Threading;
 
 /// <summary>
 /// The library's one team of worker threads. <see cref="For{TArgs}"/> splits <c>[0, count)</c> statically into
-/// <see cref="Size"/> contiguous ranges; the calling thread runs the first, each worker one of the others.
+/// <see cref="Size"/> contiguous ranges; the calling thread runs the first, each worker one of the others. A size above
+/// the number of cores keeps its split, but the ranges are dealt round-robin to one thread per core: more runnable threads
+/// than cores would make every call wait for a time slice.
 /// </summary>
 /// <remarks>
 /// <para>Why not <c>Parallel.For</c>: a parallel call here must cost about a microsecond, and on a shared two-core machine
@@ -24,6 +26,7 @@ public static unsafe class Team
     private static readonly object Gate = new();
     private static Worker[] _workers = [];
     private static int _size = 1;
+    private static int _threads = 1;
     private static int _busy;
     [ThreadStatic] private static bool _inBody;
 
@@ -52,11 +55,13 @@ public static unsafe class Team
             spin.SpinOnce();
         try
         {
-            for (int t = _workers.Length; t < threads - 1; t++)
+            int running = Math.Min(threads, Environment.ProcessorCount);
+            for (int t = _workers.Length; t < running - 1; t++)
                 Array.Resize(ref _workers, t + 1);
-            for (int t = 0; t < threads - 1; t++)
+            for (int t = 0; t < running - 1; t++)
                 _workers[t] ??= new Worker(t + 1);
             _size = threads;
+            _threads = running;
         }
         finally
         {
@@ -67,7 +72,7 @@ public static unsafe class Team
     /// <summary>
     /// Runs <paramref name="body"/>(args, begin, end) over a static split of <c>[0, count)</c> and returns when all ranges
     /// are done. <paramref name="args"/> must be a local of the caller (it is read through a pointer by the workers).
-    /// An exception thrown by any range is rethrown here.
+    /// An exception thrown by any range is rethrown here, as it would be if the whole range ran on the caller.
     /// </summary>
     public static void For<TArgs>(int count, ref TArgs args, delegate*<ref TArgs, int, int, void> body)
         where TArgs : allows ref struct
@@ -81,13 +86,14 @@ public static unsafe class Team
             return;
         }
         size = _size; // SetSize may have run between the read above and taking the team
+        int threads = _threads;
         try
         {
             _args = Unsafe.AsPointer(ref args);
             _body = (delegate*<void*, int, int, void>)body;
             _count = count;
             _failure = null;
-            Volatile.Write(ref _pending, size - 1);
+            Volatile.Write(ref _pending, threads - 1);
             Interlocked.Increment(ref _generation);
             if (Volatile.Read(ref _sleepers) > 0)
                 lock (Gate)
@@ -95,7 +101,8 @@ public static unsafe class Team
             _inBody = true;
             try
             {
-                body(ref args, 0, RangeEnd(0, count, size));
+                for (int part = 0; part < size; part += threads)
+                    body(ref args, RangeEnd(part - 1, count, size), RangeEnd(part, count, size));
             }
             finally
             {
@@ -105,7 +112,7 @@ public static unsafe class Team
                     spin.SpinOnce(sleep1Threshold: -1);
             }
             if (_failure is { } failure)
-                throw new AggregateException("A parallel range failed.", failure);
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
         finally
         {
@@ -156,15 +163,18 @@ public static unsafe class Team
             while (true)
             {
                 seen = WaitForWork(seen);
-                int size = _size;
-                if (_index < size)
+                int size = _size, threads = _threads;
+                if (_index < threads)
                 {
                     try
                     {
                         int count = _count;
-                        int begin = RangeEnd(_index - 1, count, size), end = RangeEnd(_index, count, size);
-                        if (begin < end)
-                            _body(_args, begin, end);
+                        for (int part = _index; part < size; part += threads)
+                        {
+                            int begin = RangeEnd(part - 1, count, size), end = RangeEnd(part, count, size);
+                            if (begin < end)
+                                _body(_args, begin, end);
+                        }
                     }
                     catch (Exception e)
                     {
