@@ -13,6 +13,7 @@ internal static class Program
         {
             ["fixtures"] = ("fixtures [OUTPUT_DIR]   write golden fixtures (default tests/NormLab.Tests/Fixtures)",
                 FixturesCommand.Run),
+            ["bench"] = ("bench --threads N [--group bn2d|bn1d|gemm|step] [--malloc reuse|default] [--seconds S]   time the benchmark workloads", BenchCommand.Run),
             ["mnist-check"] = ("mnist-check [DATA_DIR] [bn|relu] [EPOCHS]   train the reference MLPs on MNIST-10k with PyTorch", MnistCheck.Run),
         };
 
@@ -31,7 +32,8 @@ internal static class Program
         }
         // libtorch/MKL read their settings from the process environment when they load, so
         // a process without the pinned settings re-runs itself with them (see PeerEnvironment).
-        if (PeerEnvironment.RelaunchIfNeeded(args) is int exitCode)
+        // The benchmark wants PyTorch as users run it: its own threads and its best instruction set.
+        if (args[0] != "bench" && PeerEnvironment.RelaunchIfNeeded(args) is int exitCode)
         {
             return exitCode;
         }

@@ -1,0 +1,69 @@
+using BenchmarkDotNet.Attributes;
+using NormLab.Threading;
+
+namespace NormLab.Benchmarks;
+
+/// <summary>Times one workload of a group (its name is the parameter) on a team of 1 or 2 threads.</summary>
+[MemoryDiagnoser]
+public abstract class WorkloadBenchmark
+{
+    private Action _run = () => { };
+
+    [Params(1, 2)]
+    public int Threads { get; set; }
+
+    public abstract string Workload { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        Team.SetSize(Threads);
+        _run = Workloads.All.Single(w => w.Name == Workload).Make();
+        _run(); // first use sizes every buffer
+    }
+
+    [Benchmark]
+    public void Run() => _run();
+
+    protected static IEnumerable<string> Names(string group) => Workloads.Group(group).Select(w => w.Name);
+}
+
+public class StreamBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("stream");
+}
+
+public class BatchNorm2dBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("bn2d");
+}
+
+public class BatchNorm1dBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("bn1d");
+}
+
+public class GemmBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("gemm");
+}
+
+public class StepBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("step");
+}
