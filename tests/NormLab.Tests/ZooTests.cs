@@ -10,9 +10,33 @@ public class ZooTests
     {
         var y = model.Forward(x);
         Assert.Equal([x.Dim(0), classes], y.Shape.ToArray());
-        var dx = model.Backward(TensorAssert.Randn(1, y.Shape.ToArray()));
+        var dy = TensorAssert.Randn(1, y.Shape.ToArray());
+        Assert.False(model.NeedsInputGradient); // the zoo's networks take data
+        Assert.Equal(0, model.Backward(dy).Length);
+        model.NeedsInputGradient = true;
+        model.Forward(x);
+        var dx = model.Backward(dy);
         Assert.Equal(x.Shape.ToArray(), dx.Shape.ToArray());
+        model.NeedsInputGradient = false;
         Assert.All(model.Parameters(), p => Assert.All(p.Grad.ToArray(), g => Assert.True(float.IsFinite(g))));
+    }
+
+    [Fact]
+    public void SkippingTheInputGradientLeavesParameterGradientsUnchanged()
+    {
+        float[][] Grads(bool input)
+        {
+            var model = Zoo.Cnn(NormKind.Batch, rng: new Rng(4));
+            model.NeedsInputGradient = input;
+            var y = model.Forward(TensorAssert.Randn(2, 3, 1, 28, 28));
+            var dx = model.Backward(TensorAssert.Randn(3, y.Shape.ToArray()));
+            Assert.Equal(input ? 3 * 28 * 28 : 0, dx.Length);
+            return model.Parameters().Select(p => p.Grad.ToArray()).ToArray();
+        }
+        var with = Grads(true);
+        var without = Grads(false);
+        for (int i = 0; i < with.Length; i++)
+            Assert.Equal(with[i], without[i]);
     }
 
     [Fact]

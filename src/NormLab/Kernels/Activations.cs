@@ -1,41 +1,105 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using NormLab.Threading;
 
 namespace NormLab.Kernels;
 
 /// <summary>Element-wise activations and their backward, written in terms of the output y (what the modules keep).</summary>
-public static class Activations
+/// <remarks>
+/// Large tensors are cut into chunks over the <see cref="Team"/>; element-wise results do not depend on the cut.
+/// </remarks>
+public static unsafe class Activations
 {
+    private const int ParallelLength = 1 << 16;
+
+    private enum Op { Relu, ReluBackward, Sigmoid, SigmoidBackward, Tanh, TanhBackward }
+
     /// <summary>y = max(x, 0).</summary>
-    public static void Relu<T>(Span<T> y, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        TensorPrimitives.Max(x, T.Zero, y);
+    public static void Relu<T>(Span<T> y, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Run(Op.Relu, y, x, default);
 
     /// <summary>dx = dy where y &gt; 0, else 0 (the subgradient at 0 is 0, as in PyTorch).</summary>
-    public static void ReluBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        for (int i = 0; i < dx.Length; i++)
-            dx[i] = y[i] > T.Zero ? dy[i] : T.Zero;
-    }
+    public static void ReluBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Run(Op.ReluBackward, dx, dy, y);
 
     /// <summary>y = 1/(1 + e^−x).</summary>
-    public static void Sigmoid<T>(Span<T> y, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        TensorPrimitives.Sigmoid(x, y);
+    public static void Sigmoid<T>(Span<T> y, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Run(Op.Sigmoid, y, x, default);
 
     /// <summary>dx = dy·y·(1 − y).</summary>
-    public static void SigmoidBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        for (int i = 0; i < dx.Length; i++)
-            dx[i] = dy[i] * y[i] * (T.One - y[i]);
-    }
+    public static void SigmoidBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Run(Op.SigmoidBackward, dx, dy, y);
 
     /// <summary>y = tanh(x).</summary>
-    public static void Tanh<T>(Span<T> y, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        TensorPrimitives.Tanh(x, y);
+    public static void Tanh<T>(Span<T> y, ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Run(Op.Tanh, y, x, default);
 
     /// <summary>dx = dy·(1 − y²).</summary>
-    public static void TanhBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void TanhBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Run(Op.TanhBackward, dx, dy, y);
+
+    private static void Apply<T>(Op op, Span<T> output, ReadOnlySpan<T> a, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        for (int i = 0; i < dx.Length; i++)
-            dx[i] = dy[i] * (T.One - y[i] * y[i]);
+        switch (op)
+        {
+            case Op.Relu: TensorPrimitives.Max(a, T.Zero, output); break;
+            case Op.Sigmoid: TensorPrimitives.Sigmoid(a, output); break;
+            case Op.Tanh: TensorPrimitives.Tanh(a, output); break;
+            default: Backward(op, output, a, y); break;
+        }
+    }
+
+    // a = dy; the vector body and the scalar tail apply the same operations in the same order.
+    private static void Backward<T>(Op op, Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var one = Vector<T>.One;
+            for (; i <= dx.Length - Vector<T>.Count; i += Vector<T>.Count)
+            {
+                var g = new Vector<T>(dy.Slice(i));
+                var v = new Vector<T>(y.Slice(i));
+                var d = op switch
+                {
+                    Op.ReluBackward => Vector.ConditionalSelect(Vector.GreaterThan(v, Vector<T>.Zero), g, Vector<T>.Zero),
+                    Op.SigmoidBackward => g * v * (one - v),
+                    _ => g * (one - v * v),
+                };
+                d.CopyTo(dx.Slice(i));
+            }
+        }
+        for (; i < dx.Length; i++)
+            dx[i] = op switch
+            {
+                Op.ReluBackward => y[i] > T.Zero ? dy[i] : T.Zero,
+                Op.SigmoidBackward => dy[i] * y[i] * (T.One - y[i]),
+                _ => dy[i] * (T.One - y[i] * y[i]),
+            };
+    }
+
+    private static void Run<T>(Op op, Span<T> output, ReadOnlySpan<T> a, ReadOnlySpan<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (a.Length != output.Length || (!y.IsEmpty && y.Length != output.Length))
+            throw new ArgumentException($"Activation kernel: {output.Length} outputs for inputs of {a.Length} and {y.Length} values.");
+        if (output.Length < ParallelLength)
+        {
+            Apply(op, output, a, y);
+            return;
+        }
+        var args = new Args<T> { Op = op, Output = output, A = a, Y = y };
+        Team.For((output.Length + Chunk - 1) / Chunk, ref args, &Chunks);
+    }
+
+    private const int Chunk = 1 << 14;
+
+    private static void Chunks<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int begin = first * Chunk, stop = Math.Min(end * Chunk, g.Output.Length);
+        Apply(g.Op, g.Output[begin..stop], g.A[begin..stop], g.Y.IsEmpty ? default : g.Y[begin..stop]);
+    }
+
+    private ref struct Args<T> where T : unmanaged
+    {
+        public Op Op;
+        public Span<T> Output;
+        public ReadOnlySpan<T> A, Y;
     }
 }

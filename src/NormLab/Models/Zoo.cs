@@ -32,7 +32,8 @@ public enum ActivationKind
 /// <summary>
 /// The networks of the lab and the CLI, built from the engine's modules. Inputs are MNIST-sized: [N, 784] for the MLPs,
 /// [N, 1, 28, 28] for the convolutional nets; outputs are [N, classes] logits. A layer followed by normalization has no
-/// bias (the mean subtraction cancels it; β takes its role).
+/// bias (the mean subtraction cancels it; β takes its role). The networks take data, so they compute no gradient for
+/// their input (<see cref="Module.NeedsInputGradient"/> is false; set it to true to backpropagate into the input).
 /// </summary>
 public static class Zoo
 {
@@ -75,7 +76,7 @@ public static class Zoo
             width = h;
         }
         layers.Add(new Linear(width, classes, rng: rng));
-        return new Sequential([.. layers]);
+        return new Sequential([.. layers]) { NeedsInputGradient = false };
     }
 
     /// <summary>conv3×3(32)-norm-ReLU-maxpool, conv3×3(64)-norm-ReLU-maxpool, linear(3136→128)-norm-ReLU, linear(128→10).</summary>
@@ -93,7 +94,7 @@ public static class Zoo
         layers.Add(new Linear(64 * 7 * 7, 128, bias: !noBias, rng: rng));
         AddNormalized(layers, new ReLU(), norm, position, 128, spatial: false);
         layers.Add(new Linear(128, classes, rng: rng));
-        return new Sequential([.. layers]);
+        return new Sequential([.. layers]) { NeedsInputGradient = false };
     }
 
     /// <summary>
@@ -129,7 +130,7 @@ public static class Zoo
             }
         layers.Add(new GlobalAvgPool2d());
         layers.Add(new Linear(channels, classes, rng: rng));
-        return new Sequential([.. layers]);
+        return new Sequential([.. layers]) { NeedsInputGradient = false };
     }
 
     private static void AddNormalized(List<Module> layers, Module activation, NormKind norm, NormPosition position, int features, bool spatial)

@@ -69,9 +69,13 @@ public sealed class Linear : Module
         ShapeCheck.Gradient(dy, _output, "Linear");
         var x = _input!;
         int n = x.Dim(0);
-        var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
-        dx.Zero();
-        Gemm.AB<float>(dx.Span, dy.Span, Weight.Value.Span, n, OutFeatures, InFeatures);     // dx = dy·W
+        var dx = NoGradient;
+        if (NeedsInputGradient)
+        {
+            dx = Tensor.Ensure(ref _inputGrad, x.Shape);
+            dx.Zero();
+            Gemm.AB<float>(dx.Span, dy.Span, Weight.Value.Span, n, OutFeatures, InFeatures); // dx = dy·W
+        }
         Gemm.AtB<float>(Weight.Grad.Span, dy.Span, x.Span, OutFeatures, n, InFeatures);    // dW += dyᵀ·x
         if (Bias is not null)
         {

@@ -31,6 +31,16 @@ public abstract class Module
     /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the last output) and returns the input gradient.</summary>
     public Tensor Backward(Tensor dy) => BackwardCore(dy);
 
+    /// <summary>
+    /// Whether <see cref="Backward"/> computes dx. A network's first layer sees data, whose gradient nobody reads (PyTorch
+    /// skips it because the input does not require grad); switching it off saves that layer's largest product. Layers
+    /// that can skip it then return <see cref="NoGradient"/>; parameter gradients are accumulated either way.
+    /// </summary>
+    public virtual bool NeedsInputGradient { get; set; } = true;
+
+    /// <summary>What <see cref="Backward"/> returns when <see cref="NeedsInputGradient"/> is false: an empty tensor.</summary>
+    public static Tensor NoGradient { get; } = new(0);
+
     /// <summary>The forward computation.</summary>
     protected abstract Tensor ForwardCore(Tensor x);
 

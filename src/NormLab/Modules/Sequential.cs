@@ -26,8 +26,31 @@ public sealed class Sequential : Module
     protected override Tensor BackwardCore(Tensor dy)
     {
         for (int i = _layers.Length - 1; i >= 0; i--)
+        {
             dy = _layers[i].Backward(dy);
+            if (!_layers[i].NeedsInputGradient)
+                return NoGradient; // the layers before it have no parameters (see NeedsInputGradient)
+        }
         return dy;
+    }
+
+    /// <summary>
+    /// Also applies to the layers up to and including the first with parameters: when the chain's dx is not needed,
+    /// neither is theirs (a Flatten before the first Linear, say), and backward stops at that layer.
+    /// </summary>
+    public override bool NeedsInputGradient
+    {
+        get => base.NeedsInputGradient;
+        set
+        {
+            base.NeedsInputGradient = value;
+            foreach (var layer in _layers)
+            {
+                layer.NeedsInputGradient = value;
+                if (layer.Parameters().Any())
+                    break;
+            }
+        }
     }
 
     /// <inheritdoc/>

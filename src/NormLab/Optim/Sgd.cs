@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace NormLab;
 
 /// <summary>
@@ -45,7 +47,29 @@ public sealed class Sgd : Optimizer
         float lr = (float)LearningRate, mu = (float)Momentum, damp = 1f - (float)Dampening;
         bool first = _momentumBuffers[index] is null;
         var buf = mu != 0 ? (_momentumBuffers[index] ??= new float[w.Length]) : null;
-        for (int i = 0; i < w.Length; i++)
+        // The vector loop does per lane exactly what the scalar tail does (no fused multiply-add), so every element gets
+        // the same bits whichever loop it falls in.
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vlr = new Vector<float>(lr);
+            var vwd = new Vector<float>(weightDecay);
+            var vmu = new Vector<float>(mu);
+            var vdamp = new Vector<float>(damp);
+            for (; i <= w.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                var wi = new Vector<float>(w.Slice(i));
+                var g = new Vector<float>(grad.Slice(i)) + vwd * wi;
+                if (buf is not null)
+                {
+                    var b = first ? g : vmu * new Vector<float>(buf, i) + vdamp * g;
+                    b.CopyTo(buf, i);
+                    g = Nesterov ? g + vmu * b : b;
+                }
+                (wi - vlr * g).CopyTo(w.Slice(i));
+            }
+        }
+        for (; i < w.Length; i++)
         {
             float g = grad[i] + weightDecay * w[i];
             if (buf is not null)
