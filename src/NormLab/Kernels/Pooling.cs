@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using NormLab.Threading;
 
 namespace NormLab.Kernels;
 
@@ -18,57 +19,127 @@ public static class Pooling
     /// y[o] = max of the window at o; <paramref name="argmax"/>[o] is where it came from, as an index h·W + w in its plane
     /// (PyTorch's <c>return_indices</c>). Ties go to the first maximum in row-major window order, and a NaN wins, as in PyTorch.
     /// </summary>
-    public static void MaxForward<T>(Span<T> y, Span<int> argmax, ReadOnlySpan<T> x, int planes, Window2d w)
+    public static unsafe void MaxForward<T>(Span<T> y, Span<int> argmax, ReadOnlySpan<T> x, int planes, Window2d w)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, y.Length, planes, w);
         if (argmax.Length != y.Length)
             throw new ArgumentException($"MaxPool kernel: {argmax.Length} argmax slots for {y.Length} outputs.");
-        int width = w.Width;
-        for (int p = 0; p < planes; p++)
+        var args = new MaxArgs<T> { Y = y, Argmax = argmax, X = x, W = w };
+        if (x.Length < ParallelLength)
+            MaxForwardPlanes(ref args, 0, planes);
+        else
+            Team.For(planes, ref args, &MaxForwardPlanes);
+    }
+
+    private static void MaxForwardPlanes<T>(ref MaxArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var w = a.W;
+        for (int p = first; p < end; p++)
         {
-            var xp = x.Slice(p * w.PlaneSize, w.PlaneSize);
-            int o = p * w.OutPlaneSize;
-            for (int oy = 0; oy < w.OutHeight; oy++)
+            var xp = a.X.Slice(p * w.PlaneSize, w.PlaneSize);
+            var yp = a.Y.Slice(p * w.OutPlaneSize, w.OutPlaneSize);
+            var ap = a.Argmax.Slice(p * w.OutPlaneSize, w.OutPlaneSize);
+            if (w is { KernelHeight: 2, KernelWidth: 2, Stride: 2, Padding: 0 })
+                MaxPlane2x2(yp, ap, xp, w);
+            else
+                MaxPlane(yp, ap, xp, w);
+        }
+    }
+
+    private static void MaxPlane<T>(Span<T> y, Span<int> argmax, ReadOnlySpan<T> xp, Window2d w) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int width = w.Width, o = 0;
+        for (int oy = 0; oy < w.OutHeight; oy++)
+        {
+            var (y0, y1) = Rows(w, oy);
+            for (int ox = 0; ox < w.OutWidth; ox++, o++)
             {
-                var (y0, y1) = Rows(w, oy);
-                for (int ox = 0; ox < w.OutWidth; ox++, o++)
-                {
-                    var (x0, x1) = Cols(w, ox);
-                    T max = T.NegativeInfinity;
-                    int at = y0 * width + x0;
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++)
-                        {
-                            T v = xp[iy * width + ix];
-                            if (v > max || T.IsNaN(v))
-                            {
-                                max = v;
-                                at = iy * width + ix;
-                            }
-                        }
-                    y[o] = max;
-                    argmax[o] = at;
-                }
+                var (x0, x1) = Cols(w, ox);
+                T max = T.NegativeInfinity;
+                int at = y0 * width + x0;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++)
+                        Take(xp[iy * width + ix], iy * width + ix, ref max, ref at);
+                y[o] = max;
+                argmax[o] = at;
             }
         }
     }
 
-    /// <summary>dx = 0 except dx[argmax[o]] += dy[o]: each output's gradient goes to the input it copied.</summary>
-    public static void MaxBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<int> argmax, int planes, Window2d w)
+    // The CNNs' 2×2 window with stride 2: the same comparisons in the same order as MaxPlane, without the bounds arithmetic.
+    private static void MaxPlane2x2<T>(Span<T> y, Span<int> argmax, ReadOnlySpan<T> xp, Window2d w) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int width = w.Width, o = 0;
+        for (int oy = 0; oy < w.OutHeight; oy++)
+        {
+            int row = 2 * oy * width;
+            for (int ox = 0; ox < w.OutWidth; ox++, o++)
+            {
+                int i = row + 2 * ox, at = i;
+                T max = T.NegativeInfinity;
+                Take(xp[i], i, ref max, ref at);
+                Take(xp[i + 1], i + 1, ref max, ref at);
+                Take(xp[i + width], i + width, ref max, ref at);
+                Take(xp[i + width + 1], i + width + 1, ref max, ref at);
+                y[o] = max;
+                argmax[o] = at;
+            }
+        }
+    }
+
+    private static void Take<T>(T v, int index, ref T max, ref int at) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (v > max || T.IsNaN(v))
+        {
+            max = v;
+            at = index;
+        }
+    }
+
+    private const int ParallelLength = 1 << 15;
+
+    private ref struct MaxArgs<T> where T : unmanaged
+    {
+        public Span<T> Y;
+        public Span<int> Argmax;
+        public ReadOnlySpan<T> X;
+        public Window2d W;
+    }
+
+    /// <summary>dx = dy routed back to each window's argmax (dx is overwritten; overlapping windows add up).</summary>
+    public static unsafe void MaxBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<int> argmax, int planes, Window2d w)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(dx.Length, dy.Length, planes, w);
         if (argmax.Length != dy.Length)
             throw new ArgumentException($"MaxPool kernel: {argmax.Length} argmax slots for {dy.Length} outputs.");
-        dx.Clear();
-        for (int p = 0; p < planes; p++)
+        var args = new MaxBackArgs<T> { DX = dx, DY = dy, Argmax = argmax, W = w };
+        if (dx.Length < ParallelLength)
+            MaxBackwardPlanes(ref args, 0, planes);
+        else
+            Team.For(planes, ref args, &MaxBackwardPlanes);
+    }
+
+    private static void MaxBackwardPlanes<T>(ref MaxBackArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var w = a.W;
+        for (int p = first; p < end; p++)
         {
-            var dxp = dx.Slice(p * w.PlaneSize, w.PlaneSize);
-            int first = p * w.OutPlaneSize;
-            for (int o = first; o < first + w.OutPlaneSize; o++)
-                dxp[argmax[o]] += dy[o];
+            var dxp = a.DX.Slice(p * w.PlaneSize, w.PlaneSize);
+            dxp.Clear();
+            int o0 = p * w.OutPlaneSize;
+            for (int o = o0; o < o0 + w.OutPlaneSize; o++)
+                dxp[a.Argmax[o]] += a.DY[o];
         }
+    }
+
+    private ref struct MaxBackArgs<T> where T : unmanaged
+    {
+        public Span<T> DX;
+        public ReadOnlySpan<T> DY;
+        public ReadOnlySpan<int> Argmax;
+        public Window2d W;
     }
 
     /// <summary>y[o] = (Σ of the window at o over the plane) / (kh·kw): padded positions count as zeros.</summary>
