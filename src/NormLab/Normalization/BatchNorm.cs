@@ -17,7 +17,7 @@ namespace NormLab;
 /// </list>
 /// Note PyTorch's momentum is the weight of the <i>new</i> value (Keras' 0.99 corresponds to 0.01 here).
 /// </summary>
-public abstract class BatchNorm : Module
+public abstract class BatchNorm : Module, IBatchCounter
 {
     private readonly double[] _mean;
     private readonly double[] _m2;
@@ -94,6 +94,9 @@ public abstract class BatchNorm : Module
 
     /// <summary>The number of training batches seen (PyTorch's <c>num_batches_tracked</c>).</summary>
     public long NumBatchesTracked { get; set; }
+
+    /// <inheritdoc/>
+    bool IBatchCounter.TracksBatches => TrackRunningStats;
 
     /// <summary>Resets running statistics to mean 0, variance 1, and the batch counter to 0.</summary>
     public void ResetRunningStats()

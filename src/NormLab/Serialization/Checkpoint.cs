@@ -21,7 +21,7 @@ public static class Checkpoint
             .ToList();
         var counters = new List<(string, long)>();
         foreach (var (name, m) in model.NamedModules())
-            if (m is BatchNorm { TrackRunningStats: true } bn)
+            if (m is IBatchCounter { TracksBatches: true } bn)
                 counters.Add((Prefix(name) + "num_batches_tracked", bn.NumBatchesTracked));
         SafeTensors.Write(path, tensors, metadata, counters);
     }
@@ -52,9 +52,9 @@ public static class Checkpoint
             updates.Add((p.Value, Take(name, p.Value)));
         foreach (var (name, b) in model.NamedBuffers())
             updates.Add((b, Take(name, b)));
-        var counts = new List<(BatchNorm, long)>();
+        var counts = new List<(IBatchCounter, long)>();
         foreach (var (name, m) in model.NamedModules())
-            if (m is BatchNorm { TrackRunningStats: true } bn)
+            if (m is IBatchCounter { TracksBatches: true } bn)
             {
                 string key = Prefix(name) + "num_batches_tracked";
                 long value = 0;
