@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace NormLab.Peer;
 
-/// <summary>`fixtures [OUTPUT_DIR]`: writes batchnorm/, optim/ and layers/ under OUTPUT_DIR.</summary>
+/// <summary>`fixtures [OUTPUT_DIR]`: writes batchnorm/, optim/, layers/ and norms/ under OUTPUT_DIR.</summary>
 internal static class FixturesCommand
 {
     public const string Generator = "bench/NormLab.Peer";
@@ -23,6 +23,7 @@ internal static class FixturesCommand
         n += Write(root, "batchnorm", BatchNormFixtures.All());
         n += Write(root, "optim", OptimFixtures.All());
         n += Write(root, "layers", LayerFixtures.All());
+        n += Write(root, "norms", NormFixtures.All());
         Console.WriteLine($"wrote {n} fixture files under {root} in {sw.Elapsed.TotalSeconds:F1} s");
         return 0;
     }

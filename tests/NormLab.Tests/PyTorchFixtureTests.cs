@@ -80,6 +80,104 @@ public class PyTorchFixtureTests
             Assert.Equal(3, bn.NumBatchesTracked);   // eval does not count
     }
 
+    public static TheoryData<string> NormCases => Fixture.Cases("norms");
+
+    [Theory]
+    [MemberData(nameof(NormCases))]
+    public void GroupLayerAndInstanceNormMatchPyTorch(string name)
+    {
+        var f = Fixture.Load("norms", name);
+        var dims = f.Meta("shape").Split(',').Select(int.Parse).ToArray();
+        bool affine = f.Flag("affine"), track = f.Flag("track_running_stats");
+        RowNorm layer = f.Meta("module") switch
+        {
+            "GroupNorm" => new GroupNorm(int.Parse(f.Meta("groups")), dims[1], f.Number("eps"), affine),
+            "LayerNorm" => new LayerNorm(f.Meta("normalized_shape").Split(',').Select(int.Parse).ToArray(), f.Number("eps"), affine),
+            _ => new InstanceNorm2d(dims[1], f.Number("eps"), f.Number("momentum"), affine, track),
+        };
+        if (affine)
+        {
+            layer.Weight!.Value.CopyFrom(f.T("weight"));
+            layer.Bias!.Value.CopyFrom(f.T("bias"));
+        }
+        foreach (var step in new[] { "1", "2", "3", "e" })
+        {
+            if (step == "e")
+                layer.Eval();
+            layer.ZeroGrad();
+            var x = f.T($"x.{step}");
+            var dy = f.T($"dy.{step}");
+            var y = layer.Forward(x);
+            var dx = layer.Backward(dy);
+            // PyTorch's float statistics lose accuracy on short rows (two values per group in groupnorm_2d_input: up to
+            // 5e-5 off). So NormLab must match a double-precision reference tightly, and PyTorch up to PyTorch's own error.
+            if (layer is not InstanceNorm2d { RunningMean: not null } || step != "e")
+            {
+                var (yRef, dxRef) = RowReference(layer, x, dy);
+                double dxScale = MaxAbs(dy) * (affine ? MaxAbs(layer.Weight!.Value) : 1);
+                TensorAssert.Close($"{name} y.{step} vs double", yRef, y, 1e-5, 1e-5 * MaxAbs(yRef));
+                TensorAssert.Close($"{name} dx.{step} vs double", dxRef, dx, 1e-5, 1e-5 * dxScale);
+                TensorAssert.Close($"{name} y.{step}", f.T($"y.{step}"), y, Rtol, 1e-5 * MaxAbs(yRef) + MaxDiff(f.T($"y.{step}"), yRef));
+                TensorAssert.Close($"{name} dx.{step}", f.T($"dx.{step}"), dx, Rtol, 1e-5 * dxScale + MaxDiff(f.T($"dx.{step}"), dxRef));
+            }
+            else
+            {
+                Close($"{name} y.{step}", f.T($"y.{step}"), y);
+                Close($"{name} dx.{step}", f.T($"dx.{step}"), dx);
+            }
+            if (affine)
+            {
+                Close($"{name} dweight.{step}", f.T($"dweight.{step}"), layer.Weight!.Grad);
+                Close($"{name} dbias.{step}", f.T($"dbias.{step}"), layer.Bias!.Grad);
+            }
+            if (layer is InstanceNorm2d { RunningMean: not null } tracked && step != "e")
+            {
+                Close($"{name} running_mean.{step}", f.T($"running_mean.{step}"), tracked.RunningMean);
+                Close($"{name} running_var.{step}", f.T($"running_var.{step}"), tracked.RunningVar!);
+            }
+        }
+    }
+
+    private static double MaxDiff(Tensor a, Tensor b) => a.ToArray().Zip(b.ToArray(), (p, q) => Math.Abs((double)p - q)).Max();
+
+    /// <summary>
+    /// y and dx of a per-sample normalization straight from the definition, in double: each row (a group of channels,
+    /// a sample's trailing dimensions, or one channel of one sample) is normalized by its own mean and biased variance.
+    /// </summary>
+    private static (Tensor Y, Tensor Dx) RowReference(RowNorm layer, Tensor x, Tensor dy)
+    {
+        var (rows, length, paramOf) = layer switch
+        {
+            GroupNorm gn => (x.Dim(0) * gn.NumGroups, x.Length / (x.Dim(0) * gn.NumGroups),
+                (Func<int, int, int>)((r, i) => r % gn.NumGroups * (gn.NumChannels / gn.NumGroups) + i / (x.Length / (x.Dim(0) * gn.NumChannels)))),
+            LayerNorm l => (x.Length / l.NormalizedShape.Aggregate(1, (a, b) => a * b), l.NormalizedShape.Aggregate(1, (a, b) => a * b),
+                (r, i) => i),
+            _ => (x.Dim(0) * x.Dim(1), x.Dim(2) * x.Dim(3), (Func<int, int, int>)((r, i) => r % x.Dim(1))),
+        };
+        var xs = x.ToArray();
+        var g = dy.ToArray();
+        var y = new float[xs.Length];
+        var dx = new float[xs.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = Enumerable.Range(r * length, length).ToArray();
+            double mean = row.Average(i => (double)xs[i]);
+            double variance = row.Average(i => (xs[i] - mean) * (xs[i] - mean));
+            double istd = 1 / Math.Sqrt(variance + layer.Eps);
+            double Gamma(int i) => layer.Weight is null ? 1 : layer.Weight.Value.Span[paramOf(r, i - r * length)];
+            double Beta(int i) => layer.Bias is null ? 0 : layer.Bias.Value.Span[paramOf(r, i - r * length)];
+            double gMean = row.Average(i => Gamma(i) * g[i]);
+            double gxMean = row.Average(i => Gamma(i) * g[i] * (xs[i] - mean) * istd);
+            foreach (int i in row)
+            {
+                double xhat = (xs[i] - mean) * istd;
+                y[i] = (float)(Gamma(i) * xhat + Beta(i));
+                dx[i] = (float)(istd * (Gamma(i) * g[i] - gMean - xhat * gxMean));
+            }
+        }
+        return (Tensor.FromArray(y, x.Shape.ToArray()), Tensor.FromArray(dx, x.Shape.ToArray()));
+    }
+
     public static TheoryData<string> OptimizerCases => Fixture.Cases("optim");
 
     [Theory]
