@@ -27,7 +27,7 @@ internal static class Commands
     private static Command TrainCommand(TextWriter log, TextWriter err, bool interactive)
     {
         var model = Opt("--model", $"network: {string.Join(", ", ModelSpec.Models)}", "ioffe-mlp");
-        var norm = Opt("--norm", "normalization: none, batch", "batch");
+        var norm = Opt("--norm", $"normalization: {string.Join(", ", ModelSpec.Norms)}", "batch");
         var position = Opt("--norm-position", "normalization before or after the activation", "before");
         var dataset = Opt("--dataset", $"shipped dataset: {string.Join(", ", Datasets.Names)}", "mnist-10k");
         var data = new Option<string?>("--data") { Description = "a folder of IDX files (train-/t10k- images and labels) instead of --dataset" };

@@ -8,6 +8,8 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
 {
     public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
 
+    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance"];
+
     /// <summary>Whether the model takes [N, 784] rather than [N, 1, 28, 28].</summary>
     public bool Flat => Model is "ioffe-mlp" or "mlp";
 
@@ -40,7 +42,10 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
     {
         "none" => NormKind.None,
         "batch" => NormKind.Batch,
-        _ => throw new ArgumentException($"unknown --norm '{s}' (known: none, batch)"),
+        "group" => NormKind.Group,
+        "layer" => NormKind.Layer,
+        "instance" => NormKind.Instance,
+        _ => throw new ArgumentException($"unknown --norm '{s}' (known: {string.Join(", ", Norms)})"),
     };
 
     public static NormPosition ParsePosition(string s) => s switch

@@ -75,7 +75,7 @@ public class CliTests
     [InlineData("train --steps 5 --batch 1", "--batch")]
     [InlineData("train --steps 5 --epochs 1", "exactly one")]
     [InlineData("train --steps 5 --model vgg", "unknown model 'vgg'")]
-    [InlineData("train --steps 5 --norm group", "unknown --norm 'group'")]
+    [InlineData("train --steps 5 --norm batchy", "unknown --norm 'batchy'")]
     [InlineData("train --steps 5 --dataset cifar", "unknown dataset 'cifar'")]
     [InlineData("train --steps 5 --optimizer rmsprop", "unknown --optimizer")]
     [InlineData("eval --checkpoint /nonexistent.safetensors", "not found")]

@@ -21,6 +21,27 @@ public class ZooTests
         Assert.All(model.Parameters(), p => Assert.All(p.Grad.ToArray(), g => Assert.True(float.IsFinite(g))));
     }
 
+    [Theory]
+    [InlineData(NormKind.Group)]
+    [InlineData(NormKind.Layer)]
+    [InlineData(NormKind.Instance)]
+    public void EveryNormalizationPlugsIntoEveryModel(NormKind kind)
+    {
+        var images = TensorAssert.Randn(7, 3, 1, 28, 28);
+        ForwardBackward(Zoo.Cnn(kind, rng: new Rng(1)), images, 10);
+        ForwardBackward(Zoo.ResNet(kind, blocksPerStage: 1, rng: new Rng(1)), images, 10);
+        ForwardBackward(Zoo.IoffeMlp(kind, rng: new Rng(1)), TensorAssert.Randn(8, 3, 784), 10);
+        var norms = Zoo.Cnn(kind, rng: new Rng(1)).Modules().Where(m => m is RowNorm).Select(m => m.GetType().Name).ToArray();
+        Assert.Equal(kind switch
+        {
+            NormKind.Group => ["GroupNorm", "GroupNorm", "GroupNorm"],
+            NormKind.Layer => ["GroupNorm", "GroupNorm", "LayerNorm"],
+            _ => ["InstanceNorm2d", "InstanceNorm2d", "LayerNorm"],
+        }, norms);
+        Assert.Equal(32, ((GroupNorm)Zoo.Norm(NormKind.Group, 64, spatial: true)).NumGroups);
+        Assert.Equal(25, ((GroupNorm)Zoo.Norm(NormKind.Group, 100, spatial: false)).NumGroups);
+    }
+
     [Fact]
     public void SkippingTheInputGradientLeavesParameterGradientsUnchanged()
     {

@@ -7,6 +7,12 @@ public enum NormKind
     None,
     /// <summary>BatchNorm1d / BatchNorm2d.</summary>
     Batch,
+    /// <summary>GroupNorm with 32 groups, or the largest divisor of the channel count below 32.</summary>
+    Group,
+    /// <summary>LayerNorm over a dense layer's features; GroupNorm(1, C) over a feature map (all of a sample's values, per-channel affine).</summary>
+    Layer,
+    /// <summary>InstanceNorm2d with affine parameters; a dense layer has one value per channel, so it gets LayerNorm instead.</summary>
+    Instance,
 }
 
 /// <summary>Where normalization sits relative to the activation.</summary>
@@ -41,6 +47,9 @@ public static class Zoo
     public static Module Norm(NormKind kind, int features, bool spatial) => kind switch
     {
         NormKind.Batch => spatial ? new BatchNorm2d(features) : new BatchNorm1d(features),
+        NormKind.Group => new GroupNorm(GroupNorm.DivisorGroups(features), features),
+        NormKind.Layer => spatial ? new GroupNorm(1, features) : new LayerNorm(features),
+        NormKind.Instance => spatial ? new InstanceNorm2d(features, affine: true) : new LayerNorm(features),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), $"No normalization layer for '{kind}'."),
     };
 

@@ -36,6 +36,7 @@ public static unsafe class Team
     private static int _count;
     private static long _generation;
     private static int _pending;
+    private static long[] _claims = new long[1]; // per part: the generation of the last call that claimed it
     private static int _sleepers;
     private static Exception? _failure;
 
@@ -60,6 +61,14 @@ public static unsafe class Team
                 Array.Resize(ref _workers, t + 1);
             for (int t = 0; t < running - 1; t++)
                 _workers[t] ??= new Worker(t + 1);
+            if (_claims.Length < threads)
+            {
+                // New parts start as claimed by the last call, so a late worker of that call cannot take them.
+                var claims = new long[threads];
+                claims.AsSpan().Fill(Volatile.Read(ref _generation));
+                _claims.CopyTo(claims, 0);
+                _claims = claims;
+            }
             _size = threads;
             _threads = running;
         }
@@ -93,16 +102,20 @@ public static unsafe class Team
             _body = (delegate*<void*, int, int, void>)body;
             _count = count;
             _failure = null;
-            Volatile.Write(ref _pending, threads - 1);
-            Interlocked.Increment(ref _generation);
+            Volatile.Write(ref _pending, size);
+            long generation = Interlocked.Increment(ref _generation);
             if (Volatile.Read(ref _sleepers) > 0)
                 lock (Gate)
                     Monitor.PulseAll(Gate);
             _inBody = true;
             try
             {
+                // The caller's own parts first, then any part no worker has started (a worker the scheduler has not run
+                // yet must not hold the call up; who runs a part does not change its result).
                 for (int part = 0; part < size; part += threads)
-                    body(ref args, RangeEnd(part - 1, count, size), RangeEnd(part, count, size));
+                    RunPart(generation, part, size, count);
+                for (int part = 0; part < size; part++)
+                    RunPart(generation, part, size, count);
             }
             finally
             {
@@ -118,6 +131,29 @@ public static unsafe class Team
         {
             _args = null;
             Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    // Runs part `part` of call `generation` unless someone has claimed it; records the first failure.
+    private static void RunPart(long generation, int part, int size, int count)
+    {
+        var claims = _claims;
+        long old = Volatile.Read(ref claims[part]);
+        if (old >= generation || Interlocked.CompareExchange(ref claims[part], generation, old) != old)
+            return;
+        try
+        {
+            int begin = RangeEnd(part - 1, count, size), end = RangeEnd(part, count, size);
+            if (begin < end)
+                _body(_args, begin, end);
+        }
+        catch (Exception e)
+        {
+            Interlocked.CompareExchange(ref _failure, e, null);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pending);
         }
     }
 
@@ -163,25 +199,12 @@ public static unsafe class Team
             while (true)
             {
                 seen = WaitForWork(seen);
-                int size = _size, threads = _threads;
+                // A worker that wakes up late may see a newer call's fields; its claims, stamped with the generation it
+                // saw, then all fail, so it never runs a part of a call it did not read.
+                int size = _size, threads = _threads, count = _count;
                 if (_index < threads)
-                {
-                    try
-                    {
-                        int count = _count;
-                        for (int part = _index; part < size; part += threads)
-                        {
-                            int begin = RangeEnd(part - 1, count, size), end = RangeEnd(part, count, size);
-                            if (begin < end)
-                                _body(_args, begin, end);
-                        }
-                    }
-                    catch (Exception e)
-                    {
-                        Interlocked.CompareExchange(ref _failure, e, null);
-                    }
-                    Interlocked.Decrement(ref _pending);
-                }
+                    for (int part = _index; part < Math.Min(size, _claims.Length); part += threads)
+                        RunPart(seen, part, size, count);
             }
         }
 
