@@ -13,6 +13,12 @@ public enum NormKind
     Layer,
     /// <summary>InstanceNorm2d with affine parameters; a dense layer has one value per channel, so it gets LayerNorm instead.</summary>
     Instance,
+    /// <summary>ℓ1 batch normalization (<see cref="LpBatchNorm"/>, p = 1).</summary>
+    Lp1,
+    /// <summary>ℓ2 batch normalization (p = 2).</summary>
+    Lp2,
+    /// <summary>ℓ∞ batch normalization (p = ∞).</summary>
+    LpInf,
 }
 
 /// <summary>Where normalization sits relative to the activation.</summary>
@@ -50,6 +56,9 @@ public static class Zoo
         NormKind.Group => new GroupNorm(GroupNorm.DivisorGroups(features), features),
         NormKind.Layer => spatial ? new GroupNorm(1, features) : new LayerNorm(features),
         NormKind.Instance => spatial ? new InstanceNorm2d(features, affine: true) : new LayerNorm(features),
+        NormKind.Lp1 => new LpBatchNorm(features, 1),
+        NormKind.Lp2 => new LpBatchNorm(features, 2),
+        NormKind.LpInf => new LpBatchNorm(features, double.PositiveInfinity),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), $"No normalization layer for '{kind}'."),
     };
 
