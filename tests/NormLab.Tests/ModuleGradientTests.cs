@@ -113,17 +113,6 @@ public class ModuleGradientTests
         GradCheck.Module(new Replayed(new Dropout(0.3, rng), rng, state), TensorAssert.Randn(4, 3, 7));
     }
 
-    private sealed class Replayed(Module inner, Rng rng, ulong[] state) : Module
-    {
-        protected override Tensor ForwardCore(Tensor x)
-        {
-            rng.SetState(state);
-            return inner.Forward(x);
-        }
-
-        protected override Tensor BackwardCore(Tensor dy) => inner.Backward(dy);
-    }
-
     [Fact]
     public void SoftmaxCrossEntropyGradientInDouble()
     {

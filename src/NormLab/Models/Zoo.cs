@@ -13,6 +13,8 @@ public enum NormKind
     Layer,
     /// <summary>InstanceNorm2d with affine parameters; a dense layer has one value per channel, so it gets LayerNorm instead.</summary>
     Instance,
+    /// <summary>BatchNorm followed by noise re-sampled at every step (<see cref="NoisyBatchNorm"/>, additive, a = 1, b = 2).</summary>
+    Noisy,
     /// <summary>ℓ1 batch normalization (<see cref="LpBatchNorm"/>, p = 1).</summary>
     Lp1,
     /// <summary>ℓ2 batch normalization (p = 2).</summary>
@@ -49,9 +51,13 @@ public enum ActivationKind
 /// </summary>
 public static class Zoo
 {
-    /// <summary>The normalization layer for <paramref name="features"/> channels of a 2-D ([N, C]) or 4-D input.</summary>
-    public static Module Norm(NormKind kind, int features, bool spatial) => kind switch
+    /// <summary>
+    /// The normalization layer for <paramref name="features"/> channels of a 2-D ([N, C]) or 4-D input;
+    /// <paramref name="rng"/> seeds layers that draw random numbers (a fork of <see cref="Rng.Global"/> when null).
+    /// </summary>
+    public static Module Norm(NormKind kind, int features, bool spatial, Rng? rng = null) => kind switch
     {
+        NormKind.Noisy => new NoisyBatchNorm(spatial ? new BatchNorm2d(features) : new BatchNorm1d(features), rng: (rng ?? Rng.Global).Fork()),
         NormKind.Batch => spatial ? new BatchNorm2d(features) : new BatchNorm1d(features),
         NormKind.Group => new GroupNorm(GroupNorm.DivisorGroups(features), features),
         NormKind.Layer => spatial ? new GroupNorm(1, features) : new LayerNorm(features),
@@ -90,7 +96,7 @@ public static class Zoo
         {
             bool normFollows = norm != NormKind.None && position == NormPosition.Before;
             layers.Add(new Linear(width, h, bias: !normFollows, rng: rng));
-            AddNormalized(layers, Activation(activation), norm, position, h, spatial: false);
+            AddNormalized(layers, Activation(activation), norm, position, h, spatial: false, rng);
             width = h;
         }
         layers.Add(new Linear(width, classes, rng: rng));
@@ -103,14 +109,14 @@ public static class Zoo
         rng ??= Rng.Global;
         bool noBias = norm != NormKind.None && position == NormPosition.Before;
         var layers = new List<Module> { new Conv2d(1, 32, 3, padding: 1, bias: !noBias, rng: rng) };
-        AddNormalized(layers, new ReLU(), norm, position, 32, spatial: true);
+        AddNormalized(layers, new ReLU(), norm, position, 32, spatial: true, rng);
         layers.Add(new MaxPool2d(2));
         layers.Add(new Conv2d(32, 64, 3, padding: 1, bias: !noBias, rng: rng));
-        AddNormalized(layers, new ReLU(), norm, position, 64, spatial: true);
+        AddNormalized(layers, new ReLU(), norm, position, 64, spatial: true, rng);
         layers.Add(new MaxPool2d(2));
         layers.Add(new Flatten());
         layers.Add(new Linear(64 * 7 * 7, 128, bias: !noBias, rng: rng));
-        AddNormalized(layers, new ReLU(), norm, position, 128, spatial: false);
+        AddNormalized(layers, new ReLU(), norm, position, 128, spatial: false, rng);
         layers.Add(new Linear(128, classes, rng: rng));
         return new Sequential([.. layers]) { NeedsInputGradient = false };
     }
@@ -128,7 +134,7 @@ public static class Zoo
         {
             var parts = new List<Module> { new Conv2d(cin, cout, k, stride, padding: k / 2, bias: !hasNorm, rng: rng) };
             if (hasNorm)
-                parts.Add(Norm(norm, cout, spatial: true));
+                parts.Add(Norm(norm, cout, spatial: true, rng));
             if (relu)
                 parts.Add(new ReLU());
             return parts.Count == 1 ? parts[0] : new Sequential([.. parts]);
@@ -151,14 +157,14 @@ public static class Zoo
         return new Sequential([.. layers]) { NeedsInputGradient = false };
     }
 
-    private static void AddNormalized(List<Module> layers, Module activation, NormKind norm, NormPosition position, int features, bool spatial)
+    private static void AddNormalized(List<Module> layers, Module activation, NormKind norm, NormPosition position, int features, bool spatial, Rng rng)
     {
         if (norm == NormKind.None)
         {
             layers.Add(activation);
             return;
         }
-        var n = Norm(norm, features, spatial);
+        var n = Norm(norm, features, spatial, rng);
         layers.AddRange(position == NormPosition.Before ? [n, activation] : [activation, n]);
     }
 
