@@ -1,0 +1,158 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using NormLab.Threading;
+using static NormLab.Kernels.SgemmKernel;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// Packed, cache-blocked float GEMM: <c>C += A·B</c> with A (M×K) and B (K×N) given by strides, so one routine serves
+/// <see cref="Gemm.AB{T}"/>, <see cref="Gemm.ABt{T}"/> and <see cref="Gemm.AtB{T}"/>.
+/// </summary>
+/// <remarks>
+/// <para>Blocking (after Goto and van de Geijn): for each block of NC columns and each block of K, a kc×NC block of B is
+/// packed once and swept by every MC×kc block of A; the kernel keeps one kc×16 (ymm) or kc×32 (zmm) panel of B in L1 while the A block
+/// streams from L2. The K block is at most <see cref="KcMax"/> and as even as possible, so a convolution's K = 288 stays
+/// in one block.</para>
+/// <para>Determinism: K is never split across threads and its blocking depends only on K; threads take whole MR-row or
+/// tile-wide column chunks of C. Every element of C is then the same sum in the same order (see <see cref="SgemmKernel"/>)
+/// for any <see cref="Team.Size"/>, inline or parallel.</para>
+/// <para>No allocation per call: each thread packs into its own pinned buffer, grown when a larger block first needs it.</para>
+/// </remarks>
+internal static unsafe class Sgemm
+{
+    /// <summary>Whether the packed kernels run here (AVX2 with FMA, or better); otherwise <see cref="Gemm"/> keeps its loops.</summary>
+    public static bool IsSupported => Vector256.IsHardwareAccelerated && Fma.IsSupported && Avx2.IsSupported;
+
+    /// <summary>Whether tiles are 6×32 zmm (AVX-512) rather than 6×16 ymm.</summary>
+    public static readonly bool Wide = Vector512.IsHardwareAccelerated;
+
+    private const int KcMax = 320;
+    private const int MC = 144; // a multiple of MR: 144×320 floats = 180 KB of A in L2
+    private const int NC = 512; // a multiple of both tile widths
+    private const long ParallelWork = 1 << 17; // multiply-adds under which a parallel call costs more than it saves
+
+    [ThreadStatic] private static float[]? _buffer;
+
+    /// <summary>C[i·ldc + j] += Σ_p A(i, p)·B(p, j) with A(i, p) = a[i·rsA + p·csA] and B(p, j) = b[p·rsB + j·csB].</summary>
+    public static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n) =>
+        Run(c, ldc, a, rsA, csA, b, rsB, csB, m, k, n, Wide);
+
+    /// <summary>As above with the tile width chosen: tests run the zmm kernels on AVX2 machines this way, where .NET
+    /// emulates Vector512 with two halves (slowly, but with the same fused arithmetic).</summary>
+    internal static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n,
+        bool wide)
+    {
+        if (m <= 0 || n <= 0 || k <= 0)
+            return;
+        int nr = wide ? 32 : 16;
+        int rowChunks = (m + MR - 1) / MR, colChunks = (n + nr - 1) / nr;
+        var g = new Args
+        {
+            C = c, Ldc = ldc, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, M = m, K = k, N = n, Nr = nr,
+            SplitRows = rowChunks >= colChunks,
+        };
+        int chunks = g.SplitRows ? rowChunks : colChunks;
+        if ((long)m * k * n < ParallelWork)
+            Chunks(ref g, 0, chunks);
+        else
+            Team.For(chunks, ref g, &Chunks);
+    }
+
+    private static void Chunks(ref Args g, int begin, int end)
+    {
+        if (g.SplitRows)
+            Block(in g, begin * MR, Math.Min(end * MR, g.M), 0, g.N);
+        else
+            Block(in g, 0, g.M, begin * g.Nr, Math.Min(end * g.Nr, g.N));
+    }
+
+    /// <summary>Rows [i0, i1) × columns [j0, j1) of C, all of K.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block(in Args g, int i0, int i1, int j0, int j1)
+    {
+        int kBlocks = (g.K + KcMax - 1) / KcMax, kcb = (g.K + kBlocks - 1) / kBlocks;
+        int aSize = Math.Min(MC, (i1 - i0 + MR - 1) / MR * MR) * kcb;
+        int bSize = Math.Min(NC, (j1 - j0 + 15) / 16 * 16) * kcb;
+        float* ap = Buffer(aSize + bSize), bp = ap + aSize;
+        float* edge = stackalloc float[MR * 32];
+        for (int jc = j0; jc < j1; jc += NC)
+        {
+            int nc = Math.Min(NC, j1 - jc);
+            for (int pc = 0; pc < g.K; pc += kcb)
+            {
+                int kc = Math.Min(kcb, g.K - pc);
+                SgemmPack.B(bp, g.B + pc * g.RsB + jc * g.CsB, g.RsB, g.CsB, kc, nc, g.Nr);
+                for (int ic = i0; ic < i1; ic += MC)
+                {
+                    int mc = Math.Min(MC, i1 - ic);
+                    SgemmPack.A(ap, g.A + ic * g.RsA + pc * g.CsA, g.RsA, g.CsA, mc, kc);
+                    Macro(ap, bp, g.C + (long)ic * g.Ldc + jc, g.Ldc, mc, nc, kc, g.Nr, edge);
+                }
+            }
+        }
+    }
+
+    // One packed A block against one packed B block: each B panel stays in L1 while the A panels stream past it.
+    private static void Macro(float* ap, float* bp, float* c, int ldc, int mc, int nc, int kc, int nr, float* edge)
+    {
+        for (int j = 0; j < nc;)
+        {
+            int width = SgemmPack.PanelWidth(nc - j, nr), cols = Math.Min(width, nc - j);
+            float* bPanel = bp + j * kc;
+            for (int i = 0; i < mc; i += MR)
+            {
+                int rows = Math.Min(MR, mc - i);
+                float* aPanel = ap + i * kc, cTile = c + (long)i * ldc + j;
+                if (rows == MR && cols == width)
+                    Tile(width, nr, kc, aPanel, bPanel, cTile, ldc);
+                else
+                    EdgeTile(width, nr, kc, aPanel, bPanel, cTile, ldc, rows, cols, edge);
+            }
+            j += width;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile(int width, int nr, int kc, float* a, float* b, float* c, int ldc)
+    {
+        switch (width)
+        {
+            case 32: Tile6x32(kc, a, b, c, ldc); break;
+            case 16 when nr == 32: Tile6x16Zmm(kc, a, b, c, ldc); break;
+            case 16: Tile6x16(kc, a, b, c, ldc); break;
+            default: Tile6x8(kc, a, b, c, ldc); break;
+        }
+    }
+
+    // A tile that overhangs C: run the kernel on a copy of the part inside, then copy that part back. The kernel adds
+    // its sums to the copy exactly as it would to C, so edge elements get the same bits as interior ones.
+    private static void EdgeTile(int width, int nr, int kc, float* a, float* b, float* c, int ldc, int rows, int cols, float* edge)
+    {
+        new Span<float>(edge, MR * width).Clear();
+        for (int r = 0; r < rows; r++)
+            new ReadOnlySpan<float>(c + (long)r * ldc, cols).CopyTo(new Span<float>(edge + r * width, cols));
+        Tile(width, nr, kc, a, b, edge, width);
+        for (int r = 0; r < rows; r++)
+            new ReadOnlySpan<float>(edge + r * width, cols).CopyTo(new Span<float>(c + (long)r * ldc, cols));
+    }
+
+    // This thread's packing buffer, 64-byte aligned (a cache line and a zmm load), grown on first need.
+    private static float* Buffer(int floats)
+    {
+        var buffer = _buffer;
+        if (buffer is null || buffer.Length < floats + 16)
+            _buffer = buffer = GC.AllocateUninitializedArray<float>(Math.Max(floats + 16, buffer?.Length * 2 ?? 0), pinned: true);
+        float* p = (float*)Unsafe.AsPointer(ref buffer[0]);
+        return (float*)(((nint)p + 63) & ~(nint)63);
+    }
+
+    private struct Args
+    {
+        public float* C, A, B;
+        public long RsA, CsA, RsB, CsB;
+        public int Ldc, M, K, N, Nr;
+        public bool SplitRows;
+    }
+}
