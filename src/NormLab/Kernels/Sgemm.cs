@@ -12,7 +12,7 @@ namespace NormLab.Kernels;
 /// </summary>
 /// <remarks>
 /// <para>Blocking (after Goto and van de Geijn): for each block of NC columns and each block of K, a kc×NC block of B is
-/// packed once and swept by every MC×kc block of A; the kernel keeps one kc×16 (ymm) or kc×32 (zmm) panel of B in L1 while the A block
+/// packed once and swept by every MC×kc block of A (read in place: the kernels take it through strides); the kernel keeps one kc×16 (ymm) or kc×32 (zmm) panel of B in L1 while the A block
 /// streams from L2. The K block is at most <see cref="KcMax"/> and as even as possible, so a convolution's K = 288 stays
 /// in one block.</para>
 /// <para>Determinism: K is never split across threads and its blocking depends only on K; threads take whole MR-row or
@@ -29,7 +29,7 @@ internal static unsafe class Sgemm
     public static readonly bool Wide = Vector512.IsHardwareAccelerated;
 
     private const int KcMax = 320;
-    private const int MC = 144; // a multiple of MR: 144×320 floats = 180 KB of A in L2
+    private const int MC = 144; // a multiple of MR: at most 144×320 floats = 180 KB of A per B block, in L2
     private const int NC = 512; // a multiple of both tile widths
     private const long ParallelWork = 1 << 17; // multiply-adds under which a parallel call costs more than it saves
 
@@ -73,10 +73,9 @@ internal static unsafe class Sgemm
     private static void Block(in Args g, int i0, int i1, int j0, int j1)
     {
         int kBlocks = (g.K + KcMax - 1) / KcMax, kcb = (g.K + kBlocks - 1) / kBlocks;
-        int aSize = Math.Min(MC, (i1 - i0 + MR - 1) / MR * MR) * kcb;
         int bSize = Math.Min(NC, (j1 - j0 + 15) / 16 * 16) * kcb;
-        float* ap = Buffer(aSize + bSize), bp = ap + aSize;
-        float* edge = stackalloc float[MR * 32];
+        float* bp = Buffer(bSize + MR * kcb), edgeA = bp + bSize;
+        float* edgeC = stackalloc float[MR * 32];
         for (int jc = j0; jc < j1; jc += NC)
         {
             int nc = Math.Min(NC, j1 - jc);
@@ -86,54 +85,64 @@ internal static unsafe class Sgemm
                 SgemmPack.B(bp, g.B + pc * g.RsB + jc * g.CsB, g.RsB, g.CsB, kc, nc, g.Nr);
                 for (int ic = i0; ic < i1; ic += MC)
                 {
-                    int mc = Math.Min(MC, i1 - ic);
-                    SgemmPack.A(ap, g.A + ic * g.RsA + pc * g.CsA, g.RsA, g.CsA, mc, kc);
-                    Macro(ap, bp, g.C + (long)ic * g.Ldc + jc, g.Ldc, mc, nc, kc, g.Nr, edge);
+                    var block = new Panels
+                    {
+                        A = g.A + ic * g.RsA + pc * g.CsA, Ars = (nint)g.RsA, Aks = (nint)g.CsA, EdgeA = edgeA, EdgeC = edgeC,
+                        B = bp, C = g.C + (long)ic * g.Ldc + jc, Ldc = g.Ldc, Mc = Math.Min(MC, i1 - ic), Nc = nc, Kc = kc, Nr = g.Nr,
+                    };
+                    Macro(in block);
                 }
             }
         }
     }
 
-    // One packed A block against one packed B block: each B panel stays in L1 while the A panels stream past it.
-    private static void Macro(float* ap, float* bp, float* c, int ldc, int mc, int nc, int kc, int nr, float* edge)
+    // One block of A (read in place) against one packed block of B: each B panel stays in L1 while the rows of A stream
+    // past it. A last partial panel of A is copied, zero-padded, once per block, so that no kernel reads past the end of A.
+    private static void Macro(in Panels q)
     {
-        for (int j = 0; j < nc;)
+        int fullRows = q.Mc / MR * MR, kc = q.Kc;
+        if (fullRows < q.Mc)
+            SgemmPack.A(q.EdgeA, q.A + fullRows * q.Ars, q.Ars, q.Aks, q.Mc - fullRows, kc);
+        for (int j = 0; j < q.Nc;)
         {
-            int width = SgemmPack.PanelWidth(nc - j, nr), cols = Math.Min(width, nc - j);
-            float* bPanel = bp + j * kc;
-            for (int i = 0; i < mc; i += MR)
+            int width = SgemmPack.PanelWidth(q.Nc - j, q.Nr), cols = Math.Min(width, q.Nc - j);
+            float* bPanel = q.B + j * kc;
+            for (int i = 0; i < q.Mc; i += MR)
             {
-                int rows = Math.Min(MR, mc - i);
-                float* aPanel = ap + i * kc, cTile = c + (long)i * ldc + j;
-                if (rows == MR && cols == width)
-                    Tile(width, nr, kc, aPanel, bPanel, cTile, ldc);
+                bool full = i < fullRows;
+                float* aPanel = full ? q.A + i * q.Ars : q.EdgeA;
+                nint ars = full ? q.Ars : 1, aks = full ? q.Aks : MR;
+                float* cTile = q.C + (long)i * q.Ldc + j;
+                if (full && cols == width)
+                    Tile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc);
                 else
-                    EdgeTile(width, nr, kc, aPanel, bPanel, cTile, ldc, rows, cols, edge);
+                    EdgeTile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc, Math.Min(MR, q.Mc - i), cols, q.EdgeC);
             }
             j += width;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile(int width, int nr, int kc, float* a, float* b, float* c, int ldc)
+    private static void Tile(int width, int nr, int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc)
     {
         switch (width)
         {
-            case 32: Tile6x32(kc, a, b, c, ldc); break;
-            case 16 when nr == 32: Tile6x16Zmm(kc, a, b, c, ldc); break;
-            case 16: Tile6x16(kc, a, b, c, ldc); break;
-            default: Tile6x8(kc, a, b, c, ldc); break;
+            case 32: Tile6x32(kc, a, ars, aks, b, c, ldc); break;
+            case 16 when nr == 32: Tile6x16Zmm(kc, a, ars, aks, b, c, ldc); break;
+            case 16: Tile6x16(kc, a, ars, aks, b, c, ldc); break;
+            default: Tile6x8(kc, a, ars, aks, b, c, ldc); break;
         }
     }
 
     // A tile that overhangs C: run the kernel on a copy of the part inside, then copy that part back. The kernel adds
     // its sums to the copy exactly as it would to C, so edge elements get the same bits as interior ones.
-    private static void EdgeTile(int width, int nr, int kc, float* a, float* b, float* c, int ldc, int rows, int cols, float* edge)
+    private static void EdgeTile(int width, int nr, int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, int rows, int cols,
+        float* edge)
     {
         new Span<float>(edge, MR * width).Clear();
         for (int r = 0; r < rows; r++)
             new ReadOnlySpan<float>(c + (long)r * ldc, cols).CopyTo(new Span<float>(edge + r * width, cols));
-        Tile(width, nr, kc, a, b, edge, width);
+        Tile(width, nr, kc, a, ars, aks, b, edge, width);
         for (int r = 0; r < rows; r++)
             new ReadOnlySpan<float>(edge + r * width, cols).CopyTo(new Span<float>(c + (long)r * ldc, cols));
     }
@@ -146,6 +155,14 @@ internal static unsafe class Sgemm
             _buffer = buffer = GC.AllocateUninitializedArray<float>(Math.Max(floats + 16, buffer?.Length * 2 ?? 0), pinned: true);
         float* p = (float*)Unsafe.AsPointer(ref buffer[0]);
         return (float*)(((nint)p + 63) & ~(nint)63);
+    }
+
+    // One A block against one packed B block, as Macro sweeps it.
+    private struct Panels
+    {
+        public float* A, EdgeA, EdgeC, B, C;
+        public nint Ars, Aks;
+        public int Ldc, Mc, Nc, Kc, Nr;
     }
 
     private struct Args

@@ -15,7 +15,8 @@ internal static unsafe class SgemmPack
 {
     /// <summary>
     /// Rows [0, mc) × k [0, kc) of A (already offset to the block's corner) into panels of <see cref="SgemmKernel.MR"/>
-    /// rows: panel r holds, for each k, its MR values side by side.
+    /// rows: panel r holds, for each k, its MR values side by side. The kernels read full panels of A in place; this
+    /// serves the last, partial one.
     /// </summary>
     public static void A(float* dst, float* a, long rs, long cs, int mc, int kc)
     {
@@ -70,8 +71,8 @@ internal static unsafe class SgemmPack
                 for (int p = 0; p < kc; p++)
                     for (int v = 0; v < width; v += 8)
                         Vector256.Load(src + p * rs + v).Store(dst + p * width + v);
-            else if (cols == width && rs == 1 && Avx2.IsSupported && cs * 7 <= int.MaxValue)
-                Gathered(dst, src, (int)cs, kc, width);
+            else if (rs == 1)
+                Transposed(dst, src, cs, kc, cols, width);
             else
                 for (int p = 0; p < kc; p++)
                 {
@@ -87,17 +88,65 @@ internal static unsafe class SgemmPack
         }
     }
 
-    // A transposed B (ABt: column j of B is a row of the stored matrix): each step of k gathers 8 columns at once, which
-    // beats element-by-element copies that touch a new cache line per value.
-    private static void Gathered(float* dst, float* src, int cs, int kc, int width)
+    // A transposed B (ABt: column j of B is a row of the stored matrix): 8 columns × 8 steps of k at a time are loaded as
+    // 8 rows and transposed in registers, 8 loads and 8 stores per 64 values instead of one cache line per value.
+    // Columns past the end of B (cols ≤ q < width) are zero.
+    private static void Transposed(float* dst, float* src, long cs, int kc, int cols, int width)
     {
-        var index = Vector256.Create(0, cs, 2 * cs, 3 * cs, 4 * cs, 5 * cs, 6 * cs, 7 * cs);
+        int p8 = kc / 8 * 8;
         for (int v = 0; v < width; v += 8)
         {
-            float* s = src + (long)v * cs;
-            float* d = dst + v;
-            for (int p = 0; p < kc; p++)
-                Avx2.GatherVector256(s + p, index, 4).Store(d + p * width);
+            float* s = src + v * cs, d = dst + v;
+            int live = Math.Clamp(cols - v, 0, 8);
+            int p = 0;
+            if (live == 8)
+                for (; p < p8; p += 8)
+                    Transpose8x8(s + p, cs, d + p * width, width);
+            for (; p < kc; p++)
+            {
+                int q = 0;
+                for (; q < live; q++)
+                    d[p * width + q] = s[q * cs + p];
+                for (; q < 8; q++)
+                    d[p * width + q] = 0;
+            }
         }
+    }
+
+    // d[q·ldd + r] = s[r·lds + q] for r, q < 8: unpack pairs, then quads, then swap 128-bit halves.
+    private static void Transpose8x8(float* s, long lds, float* d, int ldd)
+    {
+        var r0 = Vector256.Load(s);
+        var r1 = Vector256.Load(s + lds);
+        var r2 = Vector256.Load(s + 2 * lds);
+        var r3 = Vector256.Load(s + 3 * lds);
+        var r4 = Vector256.Load(s + 4 * lds);
+        var r5 = Vector256.Load(s + 5 * lds);
+        var r6 = Vector256.Load(s + 6 * lds);
+        var r7 = Vector256.Load(s + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Permute2x128(u0, u4, 0x20).Store(d);
+        Avx.Permute2x128(u1, u5, 0x20).Store(d + ldd);
+        Avx.Permute2x128(u2, u6, 0x20).Store(d + 2 * ldd);
+        Avx.Permute2x128(u3, u7, 0x20).Store(d + 3 * ldd);
+        Avx.Permute2x128(u0, u4, 0x31).Store(d + 4 * ldd);
+        Avx.Permute2x128(u1, u5, 0x31).Store(d + 5 * ldd);
+        Avx.Permute2x128(u2, u6, 0x31).Store(d + 6 * ldd);
+        Avx.Permute2x128(u3, u7, 0x31).Store(d + 7 * ldd);
     }
 }
