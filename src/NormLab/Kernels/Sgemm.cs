@@ -18,6 +18,8 @@ namespace NormLab.Kernels;
 /// <para>Determinism: K is never split across threads and its blocking depends only on K; threads take whole MR-row or
 /// tile-wide column chunks of C. Every element of C is then the same sum in the same order (see <see cref="SgemmKernel"/>)
 /// for any <see cref="Team.Size"/>, inline or parallel.</para>
+/// <para>Every method on the path is compiled fully optimized at once (AggressiveOptimization): a training run makes only
+/// a few calls per shape before it is over, and tier-0 packing loops cost more than the products.</para>
 /// <para>No allocation per call: each thread packs into its own pinned buffer, grown when a larger block first needs it.</para>
 /// </remarks>
 internal static unsafe class Sgemm
@@ -60,6 +62,7 @@ internal static unsafe class Sgemm
             Team.For(chunks, ref g, &Chunks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Chunks(ref Args g, int begin, int end)
     {
         if (g.SplitRows)
@@ -98,6 +101,7 @@ internal static unsafe class Sgemm
 
     // One block of A (read in place) against one packed block of B: each B panel stays in L1 while the rows of A stream
     // past it. A last partial panel of A is copied, zero-padded, once per block, so that no kernel reads past the end of A.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Macro(in Panels q)
     {
         int fullRows = q.Mc / MR * MR, kc = q.Kc;
@@ -136,6 +140,7 @@ internal static unsafe class Sgemm
 
     // A tile that overhangs C: run the kernel on a copy of the part inside, then copy that part back. The kernel adds
     // its sums to the copy exactly as it would to C, so edge elements get the same bits as interior ones.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void EdgeTile(int width, int nr, int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, int rows, int cols,
         float* edge)
     {

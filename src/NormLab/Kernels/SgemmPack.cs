@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static NormLab.Kernels.SgemmKernel;
@@ -18,6 +19,7 @@ internal static unsafe class SgemmPack
     /// rows: panel r holds, for each k, its MR values side by side. The kernels read full panels of A in place; this
     /// serves the last, partial one.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void A(float* dst, float* a, long rs, long cs, int mc, int kc)
     {
         for (int r = 0; r < mc; r += MR, dst += MR * kc)
@@ -61,6 +63,7 @@ internal static unsafe class SgemmPack
     /// k [0, kc) × columns [0, nc) of B (already offset to the block's corner) into panels of <see cref="PanelWidth"/>
     /// columns: panel j holds, for each k, its columns side by side.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void B(float* dst, float* b, long rs, long cs, int kc, int nc, int nr)
     {
         for (int j = 0; j < nc;)
@@ -91,6 +94,7 @@ internal static unsafe class SgemmPack
     // A transposed B (ABt: column j of B is a row of the stored matrix): 8 columns × 8 steps of k at a time are loaded as
     // 8 rows and transposed in registers, 8 loads and 8 stores per 64 values instead of one cache line per value.
     // Columns past the end of B (cols ≤ q < width) are zero.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Transposed(float* dst, float* src, long cs, int kc, int cols, int width)
     {
         int p8 = kc / 8 * 8;
@@ -114,6 +118,7 @@ internal static unsafe class SgemmPack
     }
 
     // d[q·ldd + r] = s[r·lds + q] for r, q < 8: unpack pairs, then quads, then swap 128-bit halves.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8x8(float* s, long lds, float* d, int ldd)
     {
         var r0 = Vector256.Load(s);
