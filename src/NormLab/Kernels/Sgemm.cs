@@ -12,14 +12,14 @@ namespace NormLab.Kernels;
 /// </summary>
 /// <remarks>
 /// <para>Blocking (after Goto and van de Geijn): for each block of NC columns and each block of K, a kc×NC block of B is
-/// packed once and swept by every MC×kc block of A (read in place: the kernels take it through strides); the kernel keeps one kc×16 (ymm) or kc×32 (zmm) panel of B in L1 while the A block
-/// streams from L2. The K block is at most <see cref="KcMax"/> and as even as possible, so a convolution's K = 288 stays
+/// packed once and swept by every MC×kc block of A (a row-major A is read in place: the kernels take it through
+/// strides); the kernel keeps one kc×16 (ymm) or kc×32 (zmm) panel of B in L1 while the A block streams from L2. The K block is at most <see cref="KcMax"/> and as even as possible, so a convolution's K = 288 stays
 /// in one block.</para>
 /// <para>Determinism: K is never split across threads and its blocking depends only on K; threads take whole MR-row or
 /// tile-wide column chunks of C. Every element of C is then the same sum in the same order (see <see cref="SgemmKernel"/>)
 /// for any <see cref="Team.Size"/>, inline or parallel.</para>
-/// <para>Every method on the path is compiled fully optimized at once (AggressiveOptimization): a training run makes only
-/// a few calls per shape before it is over, and tier-0 packing loops cost more than the products.</para>
+/// <para>Every method on the path is compiled fully optimized at once (AggressiveOptimization): with tiered compilation
+/// the first calls of each product would run tier-0 packing loops, slower than the products they feed.</para>
 /// <para>No allocation per call: each thread packs into its own pinned buffer, grown when a larger block first needs it.</para>
 /// </remarks>
 internal static unsafe class Sgemm
@@ -77,7 +77,8 @@ internal static unsafe class Sgemm
     {
         int kBlocks = (g.K + KcMax - 1) / KcMax, kcb = (g.K + kBlocks - 1) / kBlocks;
         int bSize = Math.Min(NC, (j1 - j0 + 15) / 16 * 16) * kcb;
-        float* bp = Buffer(bSize + MR * kcb), edgeA = bp + bSize;
+        int aSize = Math.Min(MC, (i1 - i0 + MR - 1) / MR * MR) * kcb;
+        float* bp = Buffer(bSize + aSize), ap = bp + bSize;
         float* edgeC = stackalloc float[MR * 32];
         for (int jc = j0; jc < j1; jc += NC)
         {
@@ -90,7 +91,7 @@ internal static unsafe class Sgemm
                 {
                     var block = new Panels
                     {
-                        A = g.A + ic * g.RsA + pc * g.CsA, Ars = (nint)g.RsA, Aks = (nint)g.CsA, EdgeA = edgeA, EdgeC = edgeC,
+                        A = g.A + ic * g.RsA + pc * g.CsA, Ars = (nint)g.RsA, Aks = (nint)g.CsA, Packed = ap, EdgeC = edgeC,
                         B = bp, C = g.C + (long)ic * g.Ldc + jc, Ldc = g.Ldc, Mc = Math.Min(MC, i1 - ic), Nc = nc, Kc = kc, Nr = g.Nr,
                     };
                     Macro(in block);
@@ -99,25 +100,27 @@ internal static unsafe class Sgemm
         }
     }
 
-    // One block of A (read in place) against one packed block of B: each B panel stays in L1 while the rows of A stream
-    // past it. A last partial panel of A is copied, zero-padded, once per block, so that no kernel reads past the end of A.
+    // One block of A against one packed block of B: each B panel stays in L1 while the panels of A stream past it.
+    // A row-major A is read in place (six rows side by side cost no more to broadcast from than a packed panel); a
+    // transposed A (AtB) would touch a new cache line per step of k, so it is packed, once per block. A last partial
+    // panel is always packed, zero-padded, so that no kernel reads past the end of A.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Macro(in Panels q)
     {
-        int fullRows = q.Mc / MR * MR, kc = q.Kc;
-        if (fullRows < q.Mc)
-            SgemmPack.A(q.EdgeA, q.A + fullRows * q.Ars, q.Ars, q.Aks, q.Mc - fullRows, kc);
+        int kc = q.Kc, inPlace = q.Aks == 1 ? q.Mc / MR * MR : 0;
+        if (inPlace < q.Mc)
+            SgemmPack.A(q.Packed + inPlace * kc, q.A + inPlace * q.Ars, q.Ars, q.Aks, q.Mc - inPlace, kc);
         for (int j = 0; j < q.Nc;)
         {
             int width = SgemmPack.PanelWidth(q.Nc - j, q.Nr), cols = Math.Min(width, q.Nc - j);
             float* bPanel = q.B + j * kc;
             for (int i = 0; i < q.Mc; i += MR)
             {
-                bool full = i < fullRows;
-                float* aPanel = full ? q.A + i * q.Ars : q.EdgeA;
-                nint ars = full ? q.Ars : 1, aks = full ? q.Aks : MR;
+                bool direct = i < inPlace;
+                float* aPanel = direct ? q.A + i * q.Ars : q.Packed + i * kc;
+                nint ars = direct ? q.Ars : 1, aks = direct ? q.Aks : MR;
                 float* cTile = q.C + (long)i * q.Ldc + j;
-                if (full && cols == width)
+                if (i + MR <= q.Mc && cols == width)
                     Tile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc);
                 else
                     EdgeTile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc, Math.Min(MR, q.Mc - i), cols, q.EdgeC);
@@ -165,7 +168,7 @@ internal static unsafe class Sgemm
     // One A block against one packed B block, as Macro sweeps it.
     private struct Panels
     {
-        public float* A, EdgeA, EdgeC, B, C;
+        public float* A, Packed, EdgeC, B, C;
         public nint Ars, Aks;
         public int Ldc, Mc, Nc, Kc, Nr;
     }

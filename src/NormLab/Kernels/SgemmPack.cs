@@ -42,6 +42,18 @@ internal static unsafe class SgemmPack
                 }
                 continue;
             }
+            if (rows == MR && rs == 1)
+            {
+                // Transposed A (AtB): six consecutive values per step.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* s = src + p * cs, d = dst + p * MR;
+                    Vector128.Store(Vector128.Load(s), d);
+                    d[4] = s[4];
+                    d[5] = s[5];
+                }
+                continue;
+            }
             for (int p = 0; p < kc; p++)
             {
                 float* d = dst + p * MR;
