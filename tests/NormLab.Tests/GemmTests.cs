@@ -169,4 +169,33 @@ public class GemmDeterminismTests
             }
         }
     }
+
+    // A batch of one image is a single group, whose products then run in parallel themselves.
+    [Fact]
+    public void ASingleImageConvolutionGivesTheSameBitsForOneTwoAndThreeThreads()
+    {
+        var w = new Window2d(14, 14, 3, 3, 1, 1);
+        int cIn = 32, cOut = 64, l = w.OutPlaneSize;
+        var rng = new Rng(23);
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var x = Rand(cIn * w.PlaneSize);
+        var weight = Rand(cOut * cIn * 9);
+        var dy = Rand(cOut * l);
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            using var _ = new TeamSize(threads);
+            var scratch = new float[Conv.ScratchSize(1, cIn, cOut, w)];
+            var y = new float[cOut * l];
+            var dx = new float[x.Length];
+            var dW = new float[weight.Length];
+            Conv.Forward<float>(y, x, weight, default, scratch, 1, cIn, cOut, w);
+            Conv.Backward<float>(dx, dW, default, dy, x, weight, scratch, 1, cIn, cOut, w);
+            float[] all = [.. y, .. dx, .. dW];
+            if (first is null)
+                first = all;
+            else
+                Assert.True(first.AsSpan().SequenceEqual(all), $"{threads} threads differ from 1");
+        }
+    }
 }

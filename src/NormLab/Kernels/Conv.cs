@@ -190,9 +190,10 @@ public static class Conv
     }
 
     /// <summary>
-    /// Images are processed in <see cref="Groups"/> fixed groups, in parallel on the <see cref="Team"/>. The grouping depends
-    /// only on the batch size, so the weight gradient, summed per group and then over groups in order, is the same whatever
-    /// the number of threads.
+    /// Images are processed in <see cref="Groups"/> fixed groups, in parallel on the <see cref="Team"/> (the products inside
+    /// a group then run inline; a lone group runs on the caller and its products use the team). The grouping depends only
+    /// on the batch size, so the weight gradient, summed per group and then over groups in order, is the same whatever the
+    /// number of threads.
     /// </summary>
     public static int Groups(int n) => Math.Min(n, 8);
 
@@ -219,7 +220,11 @@ public static class Conv
         {
             Y = y, X = x, Weight = weight, Bias = bias, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
-        Team.For(Groups(n), ref args, &ForwardGroups);
+        // One group (a single image) runs on the calling thread, so that its products can use the team themselves.
+        if (Groups(n) == 1)
+            ForwardGroups(ref args, 0, 1);
+        else
+            Team.For(Groups(n), ref args, &ForwardGroups);
     }
 
     private static void ForwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
@@ -270,7 +275,10 @@ public static class Conv
         {
             Y = dx, X = x, DY = dy, Weight = weight, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
-        Team.For(Groups(n), ref args, &BackwardGroups);
+        if (Groups(n) == 1)
+            BackwardGroups(ref args, 0, 1);
+        else
+            Team.For(Groups(n), ref args, &BackwardGroups);
         int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, w);
         var partials = scratch.Slice(groups * colSize);
         for (int g = 0; g < groups; g++)
