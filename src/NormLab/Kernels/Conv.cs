@@ -1,5 +1,8 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using NormLab.Threading;
 
 namespace NormLab.Kernels;
@@ -130,17 +133,17 @@ public static class Conv
                 {
                     var (ox0, ox1) = w.Inside(j, w.Width, outW);
                     var dst = col.Slice(row * cols, cols);
-                    dst.Slice(0, oy0 * outW).Clear();
-                    dst.Slice(oy1 * outW).Clear();
+                    // A row with any padding is cleared in one call rather than in slivers around every line.
+                    bool padded = oy0 > 0 || oy1 < w.OutHeight || ox0 > 0 || ox1 < outW;
+                    if (padded)
+                        dst.Clear();
                     for (int oy = oy0; oy < oy1; oy++)
                     {
                         var line = dst.Slice(oy * outW, outW);
                         var src = plane.Slice((oy * s - w.Padding + i) * w.Width, w.Width);
-                        line.Slice(0, ox0).Clear();
-                        line.Slice(ox1).Clear();
                         int ix = ox0 * s - w.Padding + j;
                         if (s == 1)
-                            src.Slice(ix, ox1 - ox0).CopyTo(line.Slice(ox0));
+                            CopyLine(src.Slice(ix, ox1 - ox0), line.Slice(ox0));
                         else
                             for (int ox = ox0; ox < ox1; ox++, ix += s)
                                 line[ox] = src[ix];
@@ -176,10 +179,7 @@ public static class Conv
                         var dst = plane.Slice((oy * s - w.Padding + i) * w.Width, w.Width);
                         int ix = ox0 * s - w.Padding + j;
                         if (s == 1)
-                        {
-                            var d = dst.Slice(ix, ox1 - ox0);
-                            TensorPrimitives.Add(d, line.Slice(ox0, ox1 - ox0), d);
-                        }
+                            AddLine(line.Slice(ox0, ox1 - ox0), dst.Slice(ix, ox1 - ox0));
                         else
                             for (int ox = ox0; ox < ox1; ox++, ix += s)
                                 dst[ix] += line[ox];
@@ -187,6 +187,41 @@ public static class Conv
                 }
             }
         }
+    }
+
+    // The lines of a convolution's columns are short (an output row, 14 values for conv2 of the CNN): copied and added in
+    // place with vectors, as a library call per line costs more than the line.
+    private static void CopyLine<T>(ReadOnlySpan<T> src, Span<T> dst) where T : unmanaged
+    {
+        int n = src.Length, i = 0, width = Vector256<T>.Count;
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T d = ref MemoryMarshal.GetReference(dst);
+        if (dst.Length < n)
+            throw new ArgumentException("Conv: a column line is longer than its destination.");
+        if (Vector256.IsHardwareAccelerated && n >= width)
+        {
+            for (; i <= n - width; i += width)
+                Vector256.LoadUnsafe(ref s, (nuint)i).StoreUnsafe(ref d, (nuint)i);
+            if (i < n) // the last vector overlaps the one before: copying a value twice is harmless
+                Vector256.LoadUnsafe(ref s, (nuint)(n - width)).StoreUnsafe(ref d, (nuint)(n - width));
+            return;
+        }
+        for (; i < n; i++)
+            Unsafe.Add(ref d, i) = Unsafe.Add(ref s, i);
+    }
+
+    private static void AddLine<T>(ReadOnlySpan<T> src, Span<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = src.Length, i = 0, width = Vector256<T>.Count;
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T d = ref MemoryMarshal.GetReference(dst);
+        if (dst.Length < n)
+            throw new ArgumentException("Conv: a column line is longer than its destination.");
+        if (Vector256.IsHardwareAccelerated)
+            for (; i <= n - width; i += width)
+                (Vector256.LoadUnsafe(ref d, (nuint)i) + Vector256.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
+        for (; i < n; i++)
+            Unsafe.Add(ref d, i) += Unsafe.Add(ref s, i);
     }
 
     /// <summary>
