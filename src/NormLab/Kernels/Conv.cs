@@ -1,5 +1,8 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using NormLab.Threading;
 
 namespace NormLab.Kernels;
@@ -130,17 +133,17 @@ public static class Conv
                 {
                     var (ox0, ox1) = w.Inside(j, w.Width, outW);
                     var dst = col.Slice(row * cols, cols);
-                    dst.Slice(0, oy0 * outW).Clear();
-                    dst.Slice(oy1 * outW).Clear();
+                    // A row with any padding is cleared in one call rather than in slivers around every line.
+                    bool padded = oy0 > 0 || oy1 < w.OutHeight || ox0 > 0 || ox1 < outW;
+                    if (padded)
+                        dst.Clear();
                     for (int oy = oy0; oy < oy1; oy++)
                     {
                         var line = dst.Slice(oy * outW, outW);
                         var src = plane.Slice((oy * s - w.Padding + i) * w.Width, w.Width);
-                        line.Slice(0, ox0).Clear();
-                        line.Slice(ox1).Clear();
                         int ix = ox0 * s - w.Padding + j;
                         if (s == 1)
-                            src.Slice(ix, ox1 - ox0).CopyTo(line.Slice(ox0));
+                            CopyLine(src.Slice(ix, ox1 - ox0), line.Slice(ox0));
                         else
                             for (int ox = ox0; ox < ox1; ox++, ix += s)
                                 line[ox] = src[ix];
@@ -176,10 +179,7 @@ public static class Conv
                         var dst = plane.Slice((oy * s - w.Padding + i) * w.Width, w.Width);
                         int ix = ox0 * s - w.Padding + j;
                         if (s == 1)
-                        {
-                            var d = dst.Slice(ix, ox1 - ox0);
-                            TensorPrimitives.Add(d, line.Slice(ox0, ox1 - ox0), d);
-                        }
+                            AddLine(line.Slice(ox0, ox1 - ox0), dst.Slice(ix, ox1 - ox0));
                         else
                             for (int ox = ox0; ox < ox1; ox++, ix += s)
                                 dst[ix] += line[ox];
@@ -189,10 +189,46 @@ public static class Conv
         }
     }
 
+    // The lines of a convolution's columns are short (an output row, 14 values for conv2 of the CNN): copied and added in
+    // place with vectors, as a library call per line costs more than the line.
+    private static void CopyLine<T>(ReadOnlySpan<T> src, Span<T> dst) where T : unmanaged
+    {
+        int n = src.Length, i = 0, width = Vector256<T>.Count;
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T d = ref MemoryMarshal.GetReference(dst);
+        if (dst.Length < n)
+            throw new ArgumentException("Conv: a column line is longer than its destination.");
+        if (Vector256.IsHardwareAccelerated && n >= width)
+        {
+            for (; i <= n - width; i += width)
+                Vector256.LoadUnsafe(ref s, (nuint)i).StoreUnsafe(ref d, (nuint)i);
+            if (i < n) // the last vector overlaps the one before: copying a value twice is harmless
+                Vector256.LoadUnsafe(ref s, (nuint)(n - width)).StoreUnsafe(ref d, (nuint)(n - width));
+            return;
+        }
+        for (; i < n; i++)
+            Unsafe.Add(ref d, i) = Unsafe.Add(ref s, i);
+    }
+
+    private static void AddLine<T>(ReadOnlySpan<T> src, Span<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = src.Length, i = 0, width = Vector256<T>.Count;
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T d = ref MemoryMarshal.GetReference(dst);
+        if (dst.Length < n)
+            throw new ArgumentException("Conv: a column line is longer than its destination.");
+        if (Vector256.IsHardwareAccelerated)
+            for (; i <= n - width; i += width)
+                (Vector256.LoadUnsafe(ref d, (nuint)i) + Vector256.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
+        for (; i < n; i++)
+            Unsafe.Add(ref d, i) += Unsafe.Add(ref s, i);
+    }
+
     /// <summary>
-    /// Images are processed in <see cref="Groups"/> fixed groups, in parallel on the <see cref="Team"/>. The grouping depends
-    /// only on the batch size, so the weight gradient, summed per group and then over groups in order, is the same whatever
-    /// the number of threads.
+    /// Images are processed in <see cref="Groups"/> fixed groups, in parallel on the <see cref="Team"/> (the products inside
+    /// a group then run inline; a lone group runs on the caller and its products use the team). The grouping depends only
+    /// on the batch size, so the weight gradient, summed per group and then over groups in order, is the same whatever the
+    /// number of threads.
     /// </summary>
     public static int Groups(int n) => Math.Min(n, 8);
 
@@ -219,7 +255,11 @@ public static class Conv
         {
             Y = y, X = x, Weight = weight, Bias = bias, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
-        Team.For(Groups(n), ref args, &ForwardGroups);
+        // One group (a single image) runs on the calling thread, so that its products can use the team themselves.
+        if (Groups(n) == 1)
+            ForwardGroups(ref args, 0, 1);
+        else
+            Team.For(Groups(n), ref args, &ForwardGroups);
     }
 
     private static void ForwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
@@ -270,7 +310,10 @@ public static class Conv
         {
             Y = dx, X = x, DY = dy, Weight = weight, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
-        Team.For(Groups(n), ref args, &BackwardGroups);
+        if (Groups(n) == 1)
+            BackwardGroups(ref args, 0, 1);
+        else
+            Team.For(Groups(n), ref args, &BackwardGroups);
         int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, w);
         var partials = scratch.Slice(groups * colSize);
         for (int g = 0; g < groups; g++)

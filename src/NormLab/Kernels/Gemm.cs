@@ -9,9 +9,10 @@ namespace NormLab.Kernels;
 /// All accumulate into C (<c>C += ...</c>); callers clear C for a plain product.
 /// </summary>
 /// <remarks>
-/// Generic over float (training) and double (gradient checks); the JIT specializes each. Large products split the rows of
-/// C over the <see cref="Team"/>: every element of C is computed by the same operations in the same order whatever the
-/// split, so the result does not depend on the number of threads.
+/// Generic over float (training) and double (gradient checks); the JIT specializes each. Float products run the packed
+/// <see cref="Sgemm"/> where AVX-512 is available; double products (and float elsewhere) run the plain loops below, which
+/// split the rows of C over the <see cref="Team"/>. Either way every element of C is computed by the same operations in
+/// the same order whatever the split, so the result does not depend on the number of threads.
 /// </remarks>
 public static unsafe class Gemm
 {
@@ -23,6 +24,12 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)k * n);
+        if (typeof(T) == typeof(float) && Sgemm.IsSupported)
+        {
+            fixed (T* pc = c, pa = a, pb = b)
+                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, n, 1, m, k, n);
+            return;
+        }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
         if ((long)m * k * n < ParallelWork)
             ABRows(ref args, 0, m);
@@ -35,6 +42,12 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)n * k);
+        if (typeof(T) == typeof(float) && Sgemm.IsSupported)
+        {
+            fixed (T* pc = c, pa = a, pb = b)
+                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, 1, k, m, k, n);
+            return;
+        }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
         if ((long)m * k * n < ParallelWork)
             ABtRows(ref args, 0, m);
@@ -47,6 +60,12 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)k * m, b.Length, (long)k * n);
+        if (typeof(T) == typeof(float) && Sgemm.IsSupported)
+        {
+            fixed (T* pc = c, pa = a, pb = b)
+                Sgemm.Run((float*)pc, n, (float*)pa, 1, m, (float*)pb, n, 1, m, k, n);
+            return;
+        }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
         if ((long)m * k * n < ParallelWork)
             AtBRows(ref args, 0, m);

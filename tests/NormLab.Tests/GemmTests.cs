@@ -1,0 +1,201 @@
+using NormLab.Kernels;
+using NormLab.Tests.Support;
+
+namespace NormLab.Tests;
+
+/// <summary>The float products (packed kernels where the machine has them) against a double reference, edges included.</summary>
+public class GemmTests
+{
+    public enum Form { AB, ABt, AtB }
+
+    private static readonly int[] Edges = [1, 2, 5, 6, 7, 15, 16, 17, 31, 32, 33, 63, 97, 100, 288, 784];
+
+    // Every m and n of the edge list against a few k, and every k against a few (m, n): tile edges in each dimension,
+    // one and several K blocks, without the 16³ cube.
+    public static TheoryData<int, int, int> Shapes()
+    {
+        var data = new TheoryData<int, int, int>();
+        var seen = new HashSet<(int, int, int)>();
+        void Add(int m, int k, int n)
+        {
+            if (seen.Add((m, k, n)))
+                data.Add(m, k, n);
+        }
+        foreach (int m in Edges)
+            foreach (int n in Edges)
+                foreach (int k in new[] { 1, 7, 33 })
+                    if ((long)m * n <= 100 * 784)
+                        Add(m, k, n);
+        foreach (int k in Edges)
+            foreach (var (m, n) in new[] { (1, 1), (6, 32), (7, 33), (17, 15), (63, 97), (100, 16) })
+                Add(m, k, n);
+        foreach (var (m, k, n) in new[] { (60, 784, 100), (100, 60, 784), (64, 288, 196), (288, 64, 196), (64, 196, 288),
+                     (32, 9, 784), (128, 3136, 128), (128, 128, 3136), (300, 700, 530) })
+            Add(m, k, n);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void AllFormsMatchADoubleReferenceAndAccumulate(int m, int k, int n)
+    {
+        var rng = new Rng((ulong)(m * 1_000_003 + k * 1009 + n));
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var a = Rand(m * k);
+        var b = Rand(k * n);
+        var c0 = Rand(m * n);
+        foreach (var form in Enum.GetValues<Form>())
+        {
+            var (aStored, bStored) = Layout(form, a, b, m, k, n);
+            var c = (float[])c0.Clone();
+            Run(form, c, aStored, bStored, m, k, n);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double sum = c0[i * n + j], magnitude = Math.Abs(sum);
+                    for (int p = 0; p < k; p++)
+                    {
+                        double t = (double)a[i * k + p] * b[p * n + j];
+                        sum += t;
+                        magnitude += Math.Abs(t);
+                    }
+                    // Float rounding of a k-term sum: a few ulps of the magnitude per term, generously.
+                    double tolerance = 4e-7 * Math.Sqrt(k + 1) * magnitude + 1e-30;
+                    Assert.True(Math.Abs(c[i * n + j] - sum) <= tolerance,
+                        $"{form} {m}×{k}×{n}: C[{i},{j}] = {c[i * n + j]}, reference {sum}");
+                }
+        }
+    }
+
+    // The zmm kernels (AVX-512 machines) on any machine, emulated where needed: the same bits as the path in use, since
+    // every kernel sums each element the same way.
+    [Theory]
+    [InlineData(7, 33, 100)]
+    [InlineData(63, 288, 17)]
+    [InlineData(100, 700, 531)]
+    public unsafe void WideTilesGiveTheSameBitsAsTheDefault(int m, int k, int n)
+    {
+        if (!Sgemm.IsSupported)
+            return;
+        var rng = new Rng(4);
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var a = Rand(m * k);
+        var b = Rand(k * n);
+        var c0 = Rand(m * n);
+        foreach (var form in Enum.GetValues<Form>())
+        {
+            var (aStored, bStored) = Layout(form, a, b, m, k, n);
+            var expected = (float[])c0.Clone();
+            Run(form, expected, aStored, bStored, m, k, n);
+            var c = (float[])c0.Clone();
+            fixed (float* pc = c, pa = aStored, pb = bStored)
+                switch (form)
+                {
+                    case Form.AB: Sgemm.Run(pc, n, pa, k, 1, pb, n, 1, m, k, n, wide: true); break;
+                    case Form.ABt: Sgemm.Run(pc, n, pa, k, 1, pb, 1, k, m, k, n, wide: true); break;
+                    default: Sgemm.Run(pc, n, pa, 1, m, pb, n, 1, m, k, n, wide: true); break;
+                }
+            Assert.True(expected.AsSpan().SequenceEqual(c), $"{form} {m}×{k}×{n}: zmm tiles differ");
+        }
+    }
+
+    [Fact]
+    public void EmptyDimensionsLeaveCUnchanged()
+    {
+        var c = new float[] { 1, 2, 3 };
+        Gemm.AB<float>(c, [], [], 3, 0, 1);
+        Gemm.ABt<float>(c, [], [], 1, 0, 3);
+        Gemm.AtB<float>(c, [], [], 3, 0, 1);
+        Assert.Equal([1f, 2, 3], c);
+    }
+
+    internal static void Run(Form form, float[] c, float[] a, float[] b, int m, int k, int n)
+    {
+        switch (form)
+        {
+            case Form.AB: Gemm.AB<float>(c, a, b, m, k, n); break;
+            case Form.ABt: Gemm.ABt<float>(c, a, b, m, k, n); break;
+            default: Gemm.AtB<float>(c, a, b, m, k, n); break;
+        }
+    }
+
+    // A (m×k) and B (k×n) stored as the form reads them: B transposed for ABt, A transposed for AtB.
+    internal static (float[] A, float[] B) Layout(Form form, float[] a, float[] b, int m, int k, int n) => form switch
+    {
+        Form.ABt => (a, Transpose(b, k, n)),
+        Form.AtB => (Transpose(a, m, k), b),
+        _ => (a, b),
+    };
+
+    private static float[] Transpose(float[] x, int rows, int cols)
+    {
+        var t = new float[x.Length];
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+                t[j * rows + i] = x[i * cols + j];
+        return t;
+    }
+}
+
+/// <summary>Products give the same bits for any team size (K is never split across threads).</summary>
+[Collection(TeamSize.Collection)]
+public class GemmDeterminismTests
+{
+    [Fact]
+    public void RandomShapesGiveTheSameBitsForOneTwoAndThreeThreads()
+    {
+        var rng = new Rng(17);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            int m = 1 + rng.NextInt(trial < 20 ? 80 : 400), k = 1 + rng.NextInt(trial % 2 == 0 ? 100 : 1000);
+            int n = 1 + rng.NextInt(trial < 20 ? 80 : 400);
+            float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+            var a = Rand(m * k);
+            var b = Rand(k * n);
+            var c0 = Rand(m * n);
+            foreach (var form in Enum.GetValues<GemmTests.Form>())
+            {
+                float[]? first = null;
+                foreach (int threads in new[] { 1, 2, 3 })
+                {
+                    using var _ = new TeamSize(threads);
+                    var c = (float[])c0.Clone();
+                    GemmTests.Run(form, c, a, b, m, k, n);
+                    if (first is null)
+                        first = c;
+                    else
+                        Assert.True(first.AsSpan().SequenceEqual(c), $"{form} {m}×{k}×{n}: {threads} threads differ from 1");
+                }
+            }
+        }
+    }
+
+    // A batch of one image is a single group, whose products then run in parallel themselves.
+    [Fact]
+    public void ASingleImageConvolutionGivesTheSameBitsForOneTwoAndThreeThreads()
+    {
+        var w = new Window2d(14, 14, 3, 3, 1, 1);
+        int cIn = 32, cOut = 64, l = w.OutPlaneSize;
+        var rng = new Rng(23);
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var x = Rand(cIn * w.PlaneSize);
+        var weight = Rand(cOut * cIn * 9);
+        var dy = Rand(cOut * l);
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            using var _ = new TeamSize(threads);
+            var scratch = new float[Conv.ScratchSize(1, cIn, cOut, w)];
+            var y = new float[cOut * l];
+            var dx = new float[x.Length];
+            var dW = new float[weight.Length];
+            Conv.Forward<float>(y, x, weight, default, scratch, 1, cIn, cOut, w);
+            Conv.Backward<float>(dx, dW, default, dy, x, weight, scratch, 1, cIn, cOut, w);
+            float[] all = [.. y, .. dx, .. dW];
+            if (first is null)
+                first = all;
+            else
+                Assert.True(first.AsSpan().SequenceEqual(all), $"{threads} threads differ from 1");
+        }
+    }
+}
