@@ -289,8 +289,8 @@ public static class Conv
 
     /// <summary>
     /// Backward of <see cref="Forward{T}"/> given dy [n, C_out, OH, OW]: dx is overwritten, <paramref name="dWeight"/> and
-    /// <paramref name="dBias"/> accumulate (<c>+=</c>); an empty <paramref name="dBias"/> skips the bias gradient.
-    /// The columns are recomputed from x into the scratch, which then holds dcol = Wᵀ·dy_n: one buffer serves both, since
+    /// <paramref name="dBias"/> accumulate (<c>+=</c>); an empty <paramref name="dBias"/> skips the bias gradient, an empty
+    /// <paramref name="dx"/> the input gradient (a network's first layer). The columns are recomputed from x into the scratch, which then holds dcol = Wᵀ·dy_n: one buffer serves both, since
     /// dW has consumed the columns before dcol is needed.
     /// </summary>
     public static unsafe void Backward<T>(Span<T> dx, Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
@@ -298,7 +298,7 @@ public static class Conv
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, dy.Length, weight.Length, dBias.Length, scratch.Length, n, inChannels, outChannels, w);
-        if (dx.Length != x.Length || dWeight.Length != weight.Length)
+        if ((dx.Length != x.Length && !dx.IsEmpty) || dWeight.Length != weight.Length)
             throw new ArgumentException(
                 $"Conv kernel: dx of {dx.Length} values for x of {x.Length}, dW of {dWeight.Length} values for W of {weight.Length}.");
         int l = w.OutPlaneSize;
@@ -333,17 +333,24 @@ public static class Conv
             for (int img = Team.RangeEnd(g - 1, a.N, groups); img < Team.RangeEnd(g, a.N, groups); img++)
             {
                 var xn = a.X.Slice(img * imageSize, imageSize);
-                var dxn = a.Y.Slice(img * imageSize, imageSize);
                 var dyn = a.DY.Slice(img * a.OutChannels * l, a.OutChannels * l);
-                dxn.Clear();
                 if (w.IsPointwise)
                 {
                     Gemm.ABt(dW, dyn, xn, a.OutChannels, l, k);
-                    Gemm.AtB(dxn, a.Weight, dyn, k, a.OutChannels, l);
+                    if (!a.Y.IsEmpty)
+                    {
+                        var dxp = a.Y.Slice(img * imageSize, imageSize);
+                        dxp.Clear();
+                        Gemm.AtB(dxp, a.Weight, dyn, k, a.OutChannels, l);
+                    }
                     continue;
                 }
                 Im2Col(cols, xn, a.InChannels, w);
                 Gemm.ABt(dW, dyn, cols, a.OutChannels, l, k);
+                if (a.Y.IsEmpty)
+                    continue;
+                var dxn = a.Y.Slice(img * imageSize, imageSize);
+                dxn.Clear();
                 cols.Clear();
                 Gemm.AtB(cols, a.Weight, dyn, k, a.OutChannels, l);
                 Col2Im(dxn, cols, a.InChannels, w);

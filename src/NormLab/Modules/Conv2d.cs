@@ -95,7 +95,7 @@ public sealed class Conv2d : Module
     {
         ShapeCheck.Gradient(dy, _output, _name);
         var x = _input!;
-        var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
+        var dx = NeedsInputGradient ? Tensor.Ensure(ref _inputGrad, x.Shape) : NoGradient;
         Conv.Backward<float>(dx.Span, Weight.Grad.Span, Bias is null ? default : Bias.Grad.Span, dy.Span, x.Span, Weight.Value.Span,
             Scratch(x.Dim(0)), x.Dim(0), InChannels, OutChannels, _window);
         return dx;
