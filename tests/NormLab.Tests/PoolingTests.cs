@@ -296,3 +296,36 @@ public class PoolingTests
     }
 
 }
+
+/// <summary>The vectorized 2×2 max pool of float against the generic path (double), with NaNs, ties and −∞.</summary>
+public class MaxPool2x2FastPathTests
+{
+    [Theory]
+    [InlineData(6, 6)]     // three windows a row: scalar
+    [InlineData(14, 14)]   // seven: one group of four and an overlapping one
+    [InlineData(28, 28)]
+    [InlineData(4, 16)]
+    public void MatchesTheGenericPathBitForBit(int h, int w)
+    {
+        var rng = new Rng((ulong)(h * 100 + w));
+        int planes = 3, size = h * w;
+        var x = new float[planes * size];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = (rng.NextInt(10)) switch
+            {
+                0 => float.NaN,
+                1 => float.NegativeInfinity,
+                2 or 3 => 0.5f,                   // ties
+                _ => (float)rng.NextGaussian(),
+            };
+        var win = new NormLab.Kernels.Window2d(h, w, 2, 2, 2, 0);
+        var y = new float[planes * win.OutPlaneSize];
+        var at = new int[y.Length];
+        NormLab.Kernels.Pooling.MaxForward<float>(y, at, x, planes, win);
+        var yd = new double[y.Length];
+        var atd = new int[y.Length];
+        NormLab.Kernels.Pooling.MaxForward<double>(yd, atd, x.Select(v => (double)v).ToArray(), planes, win);
+        Assert.Equal(atd, at);
+        Assert.Equal(yd.Select(v => (float)v), y);
+    }
+}

@@ -1,5 +1,7 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using NormLab.Threading;
 
 namespace NormLab.Kernels;
@@ -67,14 +69,23 @@ public static class Pooling
         }
     }
 
-    // The CNNs' 2×2 window with stride 2: the same comparisons in the same order as MaxPlane, without the bounds arithmetic.
-    private static void MaxPlane2x2<T>(Span<T> y, Span<int> argmax, ReadOnlySpan<T> xp, Window2d w) where T : unmanaged, IFloatingPointIeee754<T>
+    // The CNNs' 2×2 window with stride 2: the same comparisons in the same order as MaxPlane, without the bounds
+    // arithmetic; float goes through pointers (this loop is a CNN step's largest outside the products).
+    private static unsafe void MaxPlane2x2<T>(Span<T> y, Span<int> argmax, ReadOnlySpan<T> xp, Window2d w) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int width = w.Width, o = 0;
-        for (int oy = 0; oy < w.OutHeight; oy++)
+        int width = w.Width, outH = w.OutHeight, outW = w.OutWidth;
+        if (typeof(T) == typeof(float))
+        {
+            fixed (T* px = xp, py = y)
+            fixed (int* pa = argmax)
+                MaxPlane2x2Float((float*)px, (float*)py, pa, width, outH, outW);
+            return;
+        }
+        int o = 0;
+        for (int oy = 0; oy < outH; oy++)
         {
             int row = 2 * oy * width;
-            for (int ox = 0; ox < w.OutWidth; ox++, o++)
+            for (int ox = 0; ox < outW; ox++, o++)
             {
                 int i = row + 2 * ox, at = i;
                 T max = T.NegativeInfinity;
@@ -86,6 +97,69 @@ public static class Pooling
                 argmax[o] = at;
             }
         }
+    }
+
+    private static unsafe void MaxPlane2x2Float(float* x, float* y, int* argmax, int width, int outH, int outW)
+    {
+        for (int oy = 0; oy < outH; oy++, y += outW, argmax += outW)
+        {
+            int row = 2 * oy * width;
+            float* top = x + row, bottom = top + width;
+            int ox = 0;
+            if (Sse41.IsSupported && outW >= 4)
+            {
+                // Four windows at a time, branch-free (on real activations the comparisons are coin flips); the last
+                // group overlaps the one before rather than falling back to scalar code.
+                for (; ; ox += 4)
+                {
+                    ox = Math.Min(ox, outW - 4);
+                    MaxFour(top + 2 * ox, bottom + 2 * ox, y + ox, argmax + ox, row + 2 * ox, width);
+                    if (ox == outW - 4)
+                        break;
+                }
+                continue;
+            }
+            for (; ox < outW; ox++)
+            {
+                // max starts at the first value (a NaN or −∞ there is kept, as Take would keep it), then the others in order.
+                float max = top[2 * ox];
+                int at = 0;
+                Select(top[2 * ox + 1], 1, ref max, ref at);
+                Select(bottom[2 * ox], width, ref max, ref at);
+                Select(bottom[2 * ox + 1], width + 1, ref max, ref at);
+                y[ox] = max;
+                argmax[ox] = row + 2 * ox + at;
+            }
+        }
+    }
+
+    // The scalar Select's comparisons, four windows wide: a later value wins if it is larger or NaN.
+    private static unsafe void MaxFour(float* top, float* bottom, float* y, int* argmax, int first, int width)
+    {
+        Vector128<float> t0 = Sse.LoadVector128(top), t1 = Sse.LoadVector128(top + 4);
+        Vector128<float> b0 = Sse.LoadVector128(bottom), b1 = Sse.LoadVector128(bottom + 4);
+        var max = Sse.Shuffle(t0, t1, 0b10_00_10_00);            // top-left of each window
+        var at = Vector128<int>.Zero;
+        Pick(Sse.Shuffle(t0, t1, 0b11_01_11_01), Vector128.Create(1), ref max, ref at);
+        Pick(Sse.Shuffle(b0, b1, 0b10_00_10_00), Vector128.Create(width), ref max, ref at);
+        Pick(Sse.Shuffle(b0, b1, 0b11_01_11_01), Vector128.Create(width + 1), ref max, ref at);
+        Sse.Store(y, max);
+        Sse2.Store(argmax, Sse2.Add(at, Vector128.Create(first, first + 2, first + 4, first + 6)));
+    }
+
+    private static void Pick(Vector128<float> v, Vector128<int> offset, ref Vector128<float> max, ref Vector128<int> at)
+    {
+        var take = Sse.Or(Sse.CompareGreaterThan(v, max), Sse.CompareUnordered(v, v));
+        max = Sse41.BlendVariable(max, v, take);
+        at = Sse41.BlendVariable(at.AsSingle(), offset.AsSingle(), take).AsInt32();
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void Select(float v, int offset, ref float max, ref int at)
+    {
+        bool take = (v > max) | float.IsNaN(v);
+        max = take ? v : max;
+        at = take ? offset : at;
     }
 
     private static void Take<T>(T v, int index, ref T max, ref int at) where T : unmanaged, IFloatingPointIeee754<T>
