@@ -25,18 +25,27 @@ public class ZooTests
     [InlineData(NormKind.Group)]
     [InlineData(NormKind.Layer)]
     [InlineData(NormKind.Instance)]
+    [InlineData(NormKind.Noisy)]
+    [InlineData(NormKind.Whiten)]
+    [InlineData(NormKind.Lp1)]
+    [InlineData(NormKind.LpInf)]
     public void EveryNormalizationPlugsIntoEveryModel(NormKind kind)
     {
-        var images = TensorAssert.Randn(7, 3, 1, 28, 28);
+        int batch = kind == NormKind.Whiten ? 20 : 3; // whitening 16 features needs more than 16 samples
+        var images = TensorAssert.Randn(7, batch, 1, 28, 28);
         ForwardBackward(Zoo.Cnn(kind, rng: new Rng(1)), images, 10);
         ForwardBackward(Zoo.ResNet(kind, blocksPerStage: 1, rng: new Rng(1)), images, 10);
-        ForwardBackward(Zoo.IoffeMlp(kind, rng: new Rng(1)), TensorAssert.Randn(8, 3, 784), 10);
-        var norms = Zoo.Cnn(kind, rng: new Rng(1)).Modules().Where(m => m is RowNorm).Select(m => m.GetType().Name).ToArray();
+        ForwardBackward(Zoo.IoffeMlp(kind, rng: new Rng(1)), TensorAssert.Randn(8, batch, 784), 10);
+        var norms = Zoo.Cnn(kind, rng: new Rng(1)).Layers.Where(m => m is RowNorm or NoisyBatchNorm or DecorrelatedBatchNorm or LpBatchNorm)
+            .Select(m => m.GetType().Name).ToArray();
         Assert.Equal(kind switch
         {
             NormKind.Group => ["GroupNorm", "GroupNorm", "GroupNorm"],
             NormKind.Layer => ["GroupNorm", "GroupNorm", "LayerNorm"],
-            _ => ["InstanceNorm2d", "InstanceNorm2d", "LayerNorm"],
+            NormKind.Instance => ["InstanceNorm2d", "InstanceNorm2d", "LayerNorm"],
+            NormKind.Noisy => ["NoisyBatchNorm", "NoisyBatchNorm", "NoisyBatchNorm"],
+            NormKind.Whiten => ["DecorrelatedBatchNorm", "DecorrelatedBatchNorm", "DecorrelatedBatchNorm"],
+            _ => ["LpBatchNorm", "LpBatchNorm", "LpBatchNorm"],
         }, norms);
         Assert.Equal(32, ((GroupNorm)Zoo.Norm(NormKind.Group, 64, spatial: true)).NumGroups);
         Assert.Equal(25, ((GroupNorm)Zoo.Norm(NormKind.Group, 100, spatial: false)).NumGroups);
