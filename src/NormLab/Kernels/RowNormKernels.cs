@@ -55,9 +55,9 @@ public static unsafe class RowNormKernels
         for (int r = first; r < end; r++)
         {
             var row = a.X.Slice(r * length, length);
-            double mean = double.CreateChecked(row[0]) + Centered.SumShifted(row, row[0]) / length;
+            double mean = double.CreateChecked(row[0]) + CenteredSpans.SumShifted(row, row[0]) / length;
             var (hi, lo) = Centered.Split<T>(mean);
-            double variance = Centered.SumSquares(row, hi, lo) / length;
+            double variance = CenteredSpans.SumSquares(row, hi, lo) / length;
             a.MeanOut[r] = mean;
             a.InvStdOut[r] = 1.0 / Math.Sqrt(variance + a.Eps);
             if (!a.VarOut.IsEmpty)
@@ -88,7 +88,7 @@ public static unsafe class RowNormKernels
                 int at = r * l.Length + k * l.SegmentSize;
                 T alpha = T.CreateChecked(Gamma(a.Gamma, p0 + k) * a.InvStd[r]);
                 T shift = a.Beta.IsEmpty ? T.Zero : a.Beta[p0 + k];
-                Centered.ScaleShift(a.Y.Slice(at, l.SegmentSize), a.X.Slice(at, l.SegmentSize), hi, lo, alpha, shift);
+                CenteredSpans.ScaleShift(a.Y.Slice(at, l.SegmentSize), a.X.Slice(at, l.SegmentSize), hi, lo, alpha, shift);
             }
         }
     }
@@ -144,7 +144,7 @@ public static unsafe class RowNormKernels
                 int at = r * l.Length + k * l.SegmentSize, s = r * l.Segments + k;
                 var dySeg = a.DY.Slice(at, l.SegmentSize);
                 sumDy[s] = double.CreateChecked(TensorPrimitives.Sum(dySeg));
-                sumDyXc[s] = Centered.SumProduct(dySeg, a.X.Slice(at, l.SegmentSize), hi, lo);
+                sumDyXc[s] = CenteredSpans.SumProduct(dySeg, a.X.Slice(at, l.SegmentSize), hi, lo);
                 double g = Gamma(a.Gamma, p0 + k);
                 gSum += g * sumDy[s];
                 gXcSum += g * sumDyXc[s];
