@@ -42,6 +42,9 @@ internal static class TrainRun
         // Drop a ragged last batch: a batch of one cannot be normalized in training.
         var loader = new DataLoader(train, o.Batch, dropLast: true, rng: rng.Fork());
         long total = o.Steps ?? (long)o.Epochs!.Value * loader.BatchesPerEpoch;
+        // Batch renormalization's schedule is the paper's 40k-step one, compressed to this run's length.
+        foreach (var renorm in model.Modules().OfType<BatchRenorm>())
+            renorm.Schedule = RenormSchedule.Scaled(total / 40000.0);
 
         if (o.Resume && File.Exists(checkpoint))
         {
