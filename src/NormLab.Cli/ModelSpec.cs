@@ -8,7 +8,7 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
 {
     public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
 
-    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "whiten", "lp1", "lp2", "lpinf"];
+    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "whiten", "lp1", "lp2", "lpinf"];
 
     /// <summary>Whether the model takes [N, 784] rather than [N, 1, 28, 28].</summary>
     public bool Flat => Model is "ioffe-mlp" or "mlp";
@@ -48,6 +48,7 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
         "noisy" => NormKind.Noisy,
         "whiten" => NormKind.Whiten,
         "renorm" => NormKind.Renorm,
+        "ghost" => NormKind.Ghost,
         "lp1" => NormKind.Lp1,
         "lp2" => NormKind.Lp2,
         "lpinf" => NormKind.LpInf,

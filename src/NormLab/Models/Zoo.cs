@@ -15,6 +15,8 @@ public enum NormKind
     Instance,
     /// <summary>BatchNorm followed by noise re-sampled at every step (<see cref="NoisyBatchNorm"/>, additive, a = 1, b = 2).</summary>
     Noisy,
+    /// <summary>Ghost BatchNorm with virtual batches of 16 samples (<see cref="GhostBatchNorm"/>).</summary>
+    Ghost,
     /// <summary>Batch renormalization (<see cref="BatchRenorm"/>) with the paper's r_max/d_max schedule.</summary>
     Renorm,
     /// <summary>ZCA whitening of groups of up to 16 channels (<see cref="DecorrelatedBatchNorm"/>).</summary>
@@ -68,6 +70,7 @@ public static class Zoo
         NormKind.Instance => spatial ? new InstanceNorm2d(features, affine: true) : new LayerNorm(features),
         NormKind.Whiten => new DecorrelatedBatchNorm(features),
         NormKind.Renorm => new BatchRenorm(features),
+        NormKind.Ghost => new GhostBatchNorm(features, virtualBatchSize: 16),
         NormKind.Lp1 => new LpBatchNorm(features, 1),
         NormKind.Lp2 => new LpBatchNorm(features, 2),
         NormKind.LpInf => new LpBatchNorm(features, double.PositiveInfinity),
