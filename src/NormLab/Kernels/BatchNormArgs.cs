@@ -19,16 +19,16 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     /// <summary>Whether outputs are written with non-temporal stores (<see cref="Lanes.Streams{T}"/>).</summary>
     public bool Stream;
 
-    public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : double.CreateChecked(Gamma[ch]);
+    public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : Lanes.ToDouble(Gamma[ch]);
 
-    public readonly double BetaOf(int ch) => Beta == null ? 0.0 : double.CreateChecked(Beta[ch]);
+    public readonly double BetaOf(int ch) => Beta == null ? 0.0 : Lanes.ToDouble(Beta[ch]);
 
     /// <summary>dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ).</summary>
     public readonly void AccumulateParameterGradients(int ch, double sumDy, double sumDyXc)
     {
         if (DBeta != null)
-            DBeta[ch] += T.CreateChecked(sumDy);
+            DBeta[ch] += Lanes.FromDouble<T>(sumDy);
         if (DGamma != null)
-            DGamma[ch] += T.CreateChecked(sumDyXc * InvStd[ch]);
+            DGamma[ch] += Lanes.FromDouble<T>(sumDyXc * InvStd[ch]);
     }
 }

@@ -108,7 +108,7 @@ public static unsafe class BatchNormKernels
         Span<T> constants = rented is not null ? rented : stackalloc T[3 * c];
         for (int ch = 0; ch < c; ch++)
         {
-            double g = gamma.IsEmpty ? 1.0 : double.CreateChecked(gamma[ch]), b = beta.IsEmpty ? 0.0 : double.CreateChecked(beta[ch]);
+            double g = gamma.IsEmpty ? 1.0 : Lanes.ToDouble(gamma[ch]), b = beta.IsEmpty ? 0.0 : Lanes.ToDouble(beta[ch]);
             (constants[ch], constants[c + ch], constants[2 * c + ch]) = BatchNormFormulas.Affine<T>(mean[ch], invStd[ch], g, b);
         }
         fixed (T* py = y, px = x, pk = constants)

@@ -21,13 +21,13 @@ internal static unsafe class BatchNormPlanes
         long stride = (long)c * s;
         T* first = x + (long)ch * s;
         T shift = *first;
-        var deviation = new Deviation<T>(Vector512.Create(shift));
+        var deviation = new Deviation<T>(Vector256.Create(shift));
         var sum = new DoubleLanes();
         for (int i = 0; i < n; i++)
             sum.Add(Centered.Sum(first + i * stride, s, deviation));
-        double mean = double.CreateChecked(shift) + sum.Total / ((double)n * s);
+        double mean = Lanes.ToDouble(shift) + sum.Total / ((double)n * s);
         var (hi, lo) = Centered.Split<T>(mean);
-        var squared = new SquaredDeviation<T>(Vector512.Create(hi), Vector512.Create(lo));
+        var squared = new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo));
         var m2 = new DoubleLanes();
         for (int i = 0; i < n; i++)
             m2.Add(Centered.Sum(first + i * stride, s, squared));
@@ -49,7 +49,7 @@ internal static unsafe class BatchNormPlanes
             var (mean, m2) = Moments(a.X, n, c, s, ch);
             double invStd = BatchNormFormulas.InvStd(m2, (double)n * s, a.Eps);
             var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(mean, invStd, a.GammaOf(ch), a.BetaOf(ch));
-            var normalized = new Normalized<T>(Vector512.Create(hi), Vector512.Create(alpha), Vector512.Create(shift));
+            var normalized = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
@@ -68,7 +68,7 @@ internal static unsafe class BatchNormPlanes
         int c = a.C, s = a.S;
         for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
         {
-            var normalized = new Normalized<T>(Vector512.Create(a.Hi[ch]), Vector512.Create(a.Alpha[ch]), Vector512.Create(a.Shift[ch]));
+            var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
             long at = (long)plane * s;
             Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized, a.Stream);
         }
@@ -84,7 +84,7 @@ internal static unsafe class BatchNormPlanes
         {
             var (hi, lo, sumDy, sumDyXc) = GradientSums(ref a, ch);
             var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy, sumDyXc, m);
-            var gradient = new InputGradient<T>(hi, lo, Vector512.Create(scale), Vector512.Create(meanDy), Vector512.Create(k));
+            var gradient = new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k));
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
@@ -102,7 +102,7 @@ internal static unsafe class BatchNormPlanes
         {
             if (a.DGamma != null || a.DBeta != null)
                 GradientSums(ref a, ch);
-            var scaled = new ScaledGradient<T>(Vector512.Create(T.CreateChecked(a.GammaOf(ch) * a.InvStd[ch])));
+            var scaled = new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch])));
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
@@ -113,13 +113,13 @@ internal static unsafe class BatchNormPlanes
     }
 
     // Σdy and Σdy·(x − μ) of channel ch; accumulates dβ += Σdy and dγ += Σdy·x̂.
-    private static (Vector512<T> Hi, Vector512<T> Lo, double SumDy, double SumDyXc) GradientSums<T>(ref BatchNormArgs<T> a, int ch)
+    private static (Vector256<T> Hi, Vector256<T> Lo, double SumDy, double SumDyXc) GradientSums<T>(ref BatchNormArgs<T> a, int ch)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = a.N, c = a.C, s = a.S;
         var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
-        var vhi = Vector512.Create(hi);
-        var vlo = Vector512.Create(lo);
+        var vhi = Vector256.Create(hi);
+        var vlo = Vector256.Create(lo);
         var sumDy = new DoubleLanes();
         var sumDyXc = new DoubleLanes();
         for (int i = 0; i < n; i++)

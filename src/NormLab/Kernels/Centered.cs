@@ -19,68 +19,68 @@ internal static unsafe class Centered
     /// <summary>Splits a double into a T pair whose sum is the double to about twice T's precision.</summary>
     public static (T Hi, T Lo) Split<T>(double value) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T hi = T.CreateChecked(value);
-        T lo = T.CreateChecked(value - double.CreateChecked(hi));
+        T hi = Lanes.FromDouble<T>(value);
+        T lo = Lanes.FromDouble<T>(value - Lanes.ToDouble(hi));
         return (hi, lo);
     }
 
     /// <summary>Σ f(x) over <paramref name="s"/> values, per lane; four accumulators hide the add latency.</summary>
-    public static Vector512<T> Sum<T, TTerm>(T* x, int s, TTerm f)
+    public static Vector256<T> Sum<T, TTerm>(T* x, int s, TTerm f)
         where T : unmanaged, IFloatingPointIeee754<T> where TTerm : struct, ITerm<T>
     {
-        int w = Vector512<T>.Count;
+        int w = Vector256<T>.Count;
         if (s < w)
             return f.Of(Lanes.LoadPartial(x, s)) & ~Lanes.Last<T>(w - s);
-        Vector512<T> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<T> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
         for (; i <= s - 4 * w; i += 4 * w)
         {
-            a0 += f.Of(Vector512.Load(x + i));
-            a1 += f.Of(Vector512.Load(x + i + w));
-            a2 += f.Of(Vector512.Load(x + i + 2 * w));
-            a3 += f.Of(Vector512.Load(x + i + 3 * w));
+            a0 += f.Of(Vector256.Load(x + i));
+            a1 += f.Of(Vector256.Load(x + i + w));
+            a2 += f.Of(Vector256.Load(x + i + 2 * w));
+            a3 += f.Of(Vector256.Load(x + i + 3 * w));
         }
         for (; i <= s - w; i += w)
-            a0 += f.Of(Vector512.Load(x + i));
+            a0 += f.Of(Vector256.Load(x + i));
         if (i < s)
-            a1 += f.Of(Vector512.Load(x + s - w)) & Lanes.Last<T>(s - i);
+            a1 += f.Of(Vector256.Load(x + s - w)) & Lanes.Last<T>(s - i);
         return (a0 + a1) + (a2 + a3);
     }
 
     /// <summary>Σ dy and Σ dy·((x − hi) − lo) over <paramref name="s"/> values, per lane, in one pass over both inputs.</summary>
-    public static (Vector512<T> SumDy, Vector512<T> SumDyXc) SumGradients<T>(T* dy, T* x, int s, Vector512<T> hi, Vector512<T> lo)
+    public static (Vector256<T> SumDy, Vector256<T> SumDyXc) SumGradients<T>(T* dy, T* x, int s, Vector256<T> hi, Vector256<T> lo)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int w = Vector512<T>.Count;
+        int w = Vector256<T>.Count;
         if (s < w)
         {
             var keep = ~Lanes.Last<T>(w - s);
             var g = Lanes.LoadPartial(dy, s);
             return (g & keep, (g * ((Lanes.LoadPartial(x, s) - hi) - lo)) & keep);
         }
-        Vector512<T> d0 = default, d1 = default, p0 = default, p1 = default;
+        Vector256<T> d0 = default, d1 = default, p0 = default, p1 = default;
         int i = 0;
         for (; i <= s - 2 * w; i += 2 * w)
         {
-            var g0 = Vector512.Load(dy + i);
-            var g1 = Vector512.Load(dy + i + w);
+            var g0 = Vector256.Load(dy + i);
+            var g1 = Vector256.Load(dy + i + w);
             d0 += g0;
             d1 += g1;
-            p0 += g0 * ((Vector512.Load(x + i) - hi) - lo);
-            p1 += g1 * ((Vector512.Load(x + i + w) - hi) - lo);
+            p0 += g0 * ((Vector256.Load(x + i) - hi) - lo);
+            p1 += g1 * ((Vector256.Load(x + i + w) - hi) - lo);
         }
         for (; i <= s - w; i += w)
         {
-            var g = Vector512.Load(dy + i);
+            var g = Vector256.Load(dy + i);
             d0 += g;
-            p0 += g * ((Vector512.Load(x + i) - hi) - lo);
+            p0 += g * ((Vector256.Load(x + i) - hi) - lo);
         }
         if (i < s)
         {
             var keep = Lanes.Last<T>(s - i);
-            var g = Vector512.Load(dy + s - w) & keep;
+            var g = Vector256.Load(dy + s - w) & keep;
             d1 += g;
-            p1 += g * ((Vector512.Load(x + s - w) - hi) - lo);
+            p1 += g * ((Vector256.Load(x + s - w) - hi) - lo);
         }
         return (d0 + d1, p0 + p1);
     }
@@ -92,7 +92,7 @@ internal static unsafe class Centered
     public static void Map<T, TMap>(T* y, T* x, T* dy, int s, TMap f, bool stream)
         where T : unmanaged where TMap : struct, IMap<T>
     {
-        int w = Vector512<T>.Count;
+        int w = Vector256<T>.Count;
         if (s < w)
         {
             Lanes.StorePartial(f.Of(Lanes.LoadPartial(x, s), Lanes.LoadPartial(dy, s)), y, s);
@@ -100,10 +100,10 @@ internal static unsafe class Centered
         }
         int i = 0;
         if (stream && (i = Lanes.ToAlignment(y)) > 0)
-            f.Of(Vector512.Load(x), Vector512.Load(dy)).Store(y);
+            f.Of(Vector256.Load(x), Vector256.Load(dy)).Store(y);
         for (; i <= s - w; i += w)
-            Lanes.Store(f.Of(Vector512.Load(x + i), Vector512.Load(dy + i)), y + i, stream);
+            Lanes.Store(f.Of(Vector256.Load(x + i), Vector256.Load(dy + i)), y + i, stream);
         if (i < s)
-            f.Of(Vector512.Load(x + s - w), Vector512.Load(dy + s - w)).Store(y + s - w);
+            f.Of(Vector256.Load(x + s - w), Vector256.Load(dy + s - w)).Store(y + s - w);
     }
 }

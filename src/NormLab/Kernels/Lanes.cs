@@ -6,8 +6,9 @@ using System.Runtime.Intrinsics.X86;
 namespace NormLab.Kernels;
 
 /// <summary>
-/// The vector plumbing under the BN kernels: 512-bit vectors of T (<see cref="Vector{T}"/> is only 256 bits wide here),
-/// partial vectors, tail masks, fused multiply-add, and stores that may bypass the cache.
+/// The vector plumbing under the BN kernels: 256-bit vectors of T, partial vectors, tail masks, fused multiply-add, and
+/// stores that may bypass the cache. 256 bits because every x64 machine this runs on accelerates them (AVX2; 512-bit
+/// vectors are emulated, slowly, where AVX-512 is missing) and the loops are bound by memory, not by arithmetic.
 /// </summary>
 internal static unsafe class Lanes
 {
@@ -16,24 +17,24 @@ internal static unsafe class Lanes
     public const long StreamingBytes = 32L << 20;
 
     public static bool Streams<T>(long count) where T : unmanaged =>
-        Vector512.IsHardwareAccelerated && count * sizeof(T) >= StreamingBytes;
+        Vector256.IsHardwareAccelerated && count * sizeof(T) >= StreamingBytes;
 
-    public static int Count<T>() => Vector512<T>.Count;
+    public static int Count<T>() => Vector256<T>.Count;
 
     /// <summary>Keeps the last <paramref name="count"/> lanes, zeroes the others.</summary>
-    public static Vector512<T> Last<T>(int count) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Vector512.GreaterThanOrEqual(Vector512<T>.Indices, Vector512.Create(T.CreateTruncating(Vector512<T>.Count - count)));
+    public static Vector256<T> Last<T>(int count) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Vector256.GreaterThanOrEqual(Vector256<T>.Indices, Vector256.Create(T.CreateTruncating(Vector256<T>.Count - count)));
 
     /// <summary>A vector of <paramref name="width"/> values from <paramref name="p"/> (a whole vector, or one value in lane 0).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<T> Load<T>(T* p, int width) where T : unmanaged =>
-        width == Vector512<T>.Count ? Vector512.Load(p) : Vector512.CreateScalar(*p);
+    public static Vector256<T> Load<T>(T* p, int width) where T : unmanaged =>
+        width == Vector256<T>.Count ? Vector256.Load(p) : Vector256.CreateScalar(*p);
 
     /// <summary>Stores the first <paramref name="width"/> lanes (a whole vector, or lane 0).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Store<T>(Vector512<T> v, T* p, int width) where T : unmanaged
+    public static void Store<T>(Vector256<T> v, T* p, int width) where T : unmanaged
     {
-        if (width == Vector512<T>.Count)
+        if (width == Vector256<T>.Count)
             v.Store(p);
         else
             *p = v.ToScalar();
@@ -41,7 +42,7 @@ internal static unsafe class Lanes
 
     /// <summary>Stores a vector; <paramref name="stream"/> means non-temporal, and then <paramref name="p"/> is 64-byte aligned.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Store<T>(Vector512<T> v, T* p, bool stream) where T : unmanaged
+    public static void Store<T>(Vector256<T> v, T* p, bool stream) where T : unmanaged
     {
         if (stream)
             v.StoreAlignedNonTemporal(p);
@@ -61,19 +62,41 @@ internal static unsafe class Lanes
 
     /// <summary>a·b + c rounded once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<T> Fma<T>(Vector512<T> a, Vector512<T> b, Vector512<T> c) where T : unmanaged
+    public static Vector256<T> Fma<T>(Vector256<T> a, Vector256<T> b, Vector256<T> c) where T : unmanaged
     {
         if (typeof(T) == typeof(float))
-            return Vector512.FusedMultiplyAdd(a.As<T, float>(), b.As<T, float>(), c.As<T, float>()).As<float, T>();
+            return Vector256.FusedMultiplyAdd(a.As<T, float>(), b.As<T, float>(), c.As<T, float>()).As<float, T>();
         if (typeof(T) == typeof(double))
-            return Vector512.FusedMultiplyAdd(a.As<T, double>(), b.As<T, double>(), c.As<T, double>()).As<double, T>();
+            return Vector256.FusedMultiplyAdd(a.As<T, double>(), b.As<T, double>(), c.As<T, double>()).As<double, T>();
         return a * b + c;
     }
 
-    /// <summary>Copies fewer than a vector of values into lane order, the other lanes zero.</summary>
-    public static Vector512<T> LoadPartial<T>(T* p, int count) where T : unmanaged
+    /// <summary>(T)value, without the generic conversion path (which does not inline).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T FromDouble<T>(double value) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var v = Vector512<T>.Zero;
+        if (typeof(T) == typeof(float))
+            return (T)(object)(float)value;
+        if (typeof(T) == typeof(double))
+            return (T)(object)value;
+        return T.CreateChecked(value);
+    }
+
+    /// <summary>(double)value, without the generic conversion path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double ToDouble<T>(T value) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float))
+            return (float)(object)value;
+        if (typeof(T) == typeof(double))
+            return (double)(object)value;
+        return double.CreateChecked(value);
+    }
+
+    /// <summary>Copies fewer than a vector of values into lane order, the other lanes zero.</summary>
+    public static Vector256<T> LoadPartial<T>(T* p, int count) where T : unmanaged
+    {
+        var v = Vector256<T>.Zero;
         T* lanes = (T*)&v;
         for (int i = 0; i < count; i++)
             lanes[i] = p[i];
@@ -81,7 +104,7 @@ internal static unsafe class Lanes
     }
 
     /// <summary>Stores the first <paramref name="count"/> lanes.</summary>
-    public static void StorePartial<T>(Vector512<T> v, T* p, int count) where T : unmanaged
+    public static void StorePartial<T>(Vector256<T> v, T* p, int count) where T : unmanaged
     {
         T* lanes = (T*)&v;
         for (int i = 0; i < count; i++)
@@ -90,19 +113,38 @@ internal static unsafe class Lanes
 }
 
 /// <summary>
-/// Per-lane running sums in double of vectors of T: each added vector is widened, so a sum over many vectors (planes,
-/// rows) keeps double precision while the work inside a vector stays in T. The order of additions is the caller's.
+/// Per-lane values in double of a vector of T (two halves for float): running sums of vectors (each added vector is
+/// widened, so a sum over many planes or rows keeps double precision while the work inside a vector stays in T), and
+/// the per-channel arithmetic on them, lane by lane, as it would run on scalars.
 /// </summary>
 internal struct DoubleLanes
 {
-    private Vector512<double> _low, _high;
+    private Vector256<double> _low, _high;
+
+    public static DoubleLanes Create(double value) => new() { _low = Vector256.Create(value), _high = Vector256.Create(value) };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Add<T>(Vector512<T> v) where T : unmanaged
+    public static DoubleLanes Widen<T>(Vector256<T> v) where T : unmanaged
     {
         if (typeof(T) == typeof(float))
         {
-            var (low, high) = Vector512.Widen(v.As<T, float>());
+            var (low, high) = Vector256.Widen(v.As<T, float>());
+            return new() { _low = low, _high = high };
+        }
+        return new() { _low = v.As<T, double>() };
+    }
+
+    /// <summary>The lanes rounded to T.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly Vector256<T> Narrow<T>() where T : unmanaged =>
+        typeof(T) == typeof(float) ? Vector256.Narrow(_low, _high).As<float, T>() : _low.As<double, T>();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Add<T>(Vector256<T> v) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+        {
+            var (low, high) = Vector256.Widen(v.As<T, float>());
             _low += low;
             _high += high;
         }
@@ -112,17 +154,39 @@ internal struct DoubleLanes
         }
     }
 
-    /// <summary>Lane-wise a + b.</summary>
+    /// <summary><paramref name="lanes"/> values from <paramref name="p"/>: 8 (float), 4 (double) or 1 (lane 0).</summary>
+    public static unsafe DoubleLanes Load(double* p, int lanes) => lanes switch
+    {
+        8 => new() { _low = Vector256.Load(p), _high = Vector256.Load(p + 4) },
+        4 => new() { _low = Vector256.Load(p) },
+        _ => new() { _low = Vector256.CreateScalar(*p) },
+    };
+
+    /// <summary>Stores the first <paramref name="lanes"/> lanes (8, 4 or 1).</summary>
+    public readonly unsafe void Store(double* p, int lanes)
+    {
+        if (lanes == 1)
+        {
+            *p = _low.ToScalar();
+            return;
+        }
+        _low.Store(p);
+        if (lanes == 8)
+            _high.Store(p + 4);
+    }
+
     public static DoubleLanes operator +(DoubleLanes a, DoubleLanes b) => new() { _low = a._low + b._low, _high = a._high + b._high };
 
-    /// <summary>The sum of all lanes, in a fixed order.</summary>
-    public readonly double Total => Vector512.Sum(_low) + Vector512.Sum(_high);
+    public static DoubleLanes operator -(DoubleLanes a, DoubleLanes b) => new() { _low = a._low - b._low, _high = a._high - b._high };
 
-    /// <summary>Lane j of the sum goes to <paramref name="lanes"/>[j], for as many lanes as T has.</summary>
-    public readonly void CopyTo(Span<double> lanes)
-    {
-        _low.CopyTo(lanes);
-        if (lanes.Length > Vector512<double>.Count)
-            _high.CopyTo(lanes.Slice(Vector512<double>.Count));
-    }
+    public static DoubleLanes operator *(DoubleLanes a, DoubleLanes b) => new() { _low = a._low * b._low, _high = a._high * b._high };
+
+    public static DoubleLanes operator /(DoubleLanes a, DoubleLanes b) => new() { _low = a._low / b._low, _high = a._high / b._high };
+
+    public static DoubleLanes operator /(DoubleLanes a, double b) => new() { _low = a._low / b, _high = a._high / b };
+
+    public readonly DoubleLanes Sqrt() => new() { _low = Vector256.Sqrt(_low), _high = Vector256.Sqrt(_high) };
+
+    /// <summary>The sum of all lanes, in a fixed order.</summary>
+    public readonly double Total => Vector256.Sum(_low) + Vector256.Sum(_high);
 }
