@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.Intrinsics;
 using NormLab.Threading;
 
 namespace NormLab.Kernels;
@@ -103,20 +104,18 @@ public static unsafe class BatchNormKernels
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
         CheckSizes(y.Length, n, c, s, c, c);
         CheckOutput(y, x);
-        // The per-channel constants, once per call rather than once per plane.
+        // The per-channel constants, once per call rather than once per plane or row.
         T[]? rented = c > 512 ? ArrayPool<T>.Shared.Rent(3 * c) : null;
         Span<T> constants = rented is not null ? rented : stackalloc T[3 * c];
-        for (int ch = 0; ch < c; ch++)
-        {
-            double g = gamma.IsEmpty ? 1.0 : Lanes.ToDouble(gamma[ch]), b = beta.IsEmpty ? 0.0 : Lanes.ToDouble(beta[ch]);
-            (constants[ch], constants[c + ch], constants[2 * c + ch]) = BatchNormFormulas.Affine<T>(mean[ch], invStd[ch], g, b);
-        }
-        fixed (T* py = y, px = x, pk = constants)
+        fixed (T* py = y, px = x, pk = constants, pGamma = gamma, pBeta = beta)
+        fixed (double* pMean = mean, pInvStd = invStd)
         {
             var args = new BatchNormArgs<T>
             {
-                Y = py, X = px, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c, N = n, C = c, S = s, Stream = Lanes.Streams<T>(x.Length),
+                Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, InvStd = pInvStd, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c,
+                N = n, C = c, S = s, Stream = Lanes.Streams<T>(x.Length),
             };
+            AffineConstants(ref args);
             if (s == 1)
                 Run(ref args, n, &BatchNormRows.NormalizeRange<T>);
             else
@@ -173,6 +172,23 @@ public static unsafe class BatchNormKernels
             };
             ByChannel(ref args, planes, rows);
         }
+    }
+
+    // Hi, Alpha, Shift of every channel from Mean, InvStd, Gamma, Beta: a vector of channels at a time, then one by one.
+    private static void AffineConstants<T>(ref BatchNormArgs<T> a) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count, ch = 0;
+        for (; ch <= a.C - w; ch += w)
+        {
+            var gamma = a.Gamma == null ? DoubleLanes.Create(1.0) : DoubleLanes.Widen(Vector256.Load(a.Gamma + ch));
+            var beta = a.Beta == null ? DoubleLanes.Create(0.0) : DoubleLanes.Widen(Vector256.Load(a.Beta + ch));
+            var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(DoubleLanes.Load(a.Mean + ch, w), DoubleLanes.Load(a.InvStd + ch, w), gamma, beta);
+            hi.Store(a.Hi + ch);
+            alpha.Store(a.Alpha + ch);
+            shift.Store(a.Shift + ch);
+        }
+        for (; ch < a.C; ch++)
+            (a.Hi[ch], a.Alpha[ch], a.Shift[ch]) = BatchNormFormulas.Affine<T>(a.Mean[ch], a.InvStd[ch], a.GammaOf(ch), a.BetaOf(ch));
     }
 
     // Channels (s > 1) or fixed blocks of channels (s = 1) over the team.
