@@ -16,8 +16,6 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     public T* Hi, Alpha, Shift;
     public int N, C, S;
     public double Eps;
-    /// <summary>Whether outputs are written with non-temporal stores (<see cref="Lanes.Streams{T}"/>).</summary>
-    public bool Stream;
 
     public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : Lanes.ToDouble(Gamma[ch]);
 

@@ -66,7 +66,6 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, M2 = pM2, InvStd = pInvStd, N = n, C = c, S = s, Eps = eps,
-                Stream = Lanes.Streams<T>(x.Length),
             };
             ByChannel(ref args, &BatchNormPlanes.ForwardTrainingRange<T>, &BatchNormRows.ForwardTrainingRange<T>);
         }
@@ -113,7 +112,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, InvStd = pInvStd, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c,
-                N = n, C = c, S = s, Stream = Lanes.Streams<T>(x.Length),
+                N = n, C = c, S = s,
             };
             AffineConstants(ref args);
             if (s == 1)
@@ -168,7 +167,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = pdx, DY = pdy, X = px, Gamma = pGamma, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
-                N = n, C = c, S = s, Stream = Lanes.Streams<T>(x.Length),
+                N = n, C = c, S = s,
             };
             ByChannel(ref args, planes, rows);
         }

@@ -53,13 +53,12 @@ internal static unsafe class BatchNormPlanes
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
-                Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized, a.Stream);
+                Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
             }
             a.Mean[ch] = mean;
             a.M2[ch] = m2;
             a.InvStd[ch] = invStd;
         }
-        Lanes.FenceStreams(a.Stream);
     }
 
     /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
@@ -70,9 +69,8 @@ internal static unsafe class BatchNormPlanes
         {
             var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
             long at = (long)plane * s;
-            Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized, a.Stream);
+            Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
         }
-        Lanes.FenceStreams(a.Stream);
     }
 
     /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
@@ -88,10 +86,9 @@ internal static unsafe class BatchNormPlanes
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient, a.Stream);
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
             }
         }
-        Lanes.FenceStreams(a.Stream);
     }
 
     /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
@@ -106,10 +103,9 @@ internal static unsafe class BatchNormPlanes
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, scaled, a.Stream);
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, scaled);
             }
         }
-        Lanes.FenceStreams(a.Stream);
     }
 
     // Σdy and Σdy·(x − μ) of channel ch; accumulates dβ += Σdy and dγ += Σdy·x̂.

@@ -85,11 +85,8 @@ internal static unsafe class Centered
         return (d0 + d1, p0 + p1);
     }
 
-    /// <summary>
-    /// y = f(x, dy) over <paramref name="s"/> values. <paramref name="stream"/> writes with non-temporal stores from the
-    /// first 64-byte boundary of y on (the unaligned head is one ordinary store).
-    /// </summary>
-    public static void Map<T, TMap>(T* y, T* x, T* dy, int s, TMap f, bool stream)
+    /// <summary>y = f(x, dy) over <paramref name="s"/> values.</summary>
+    public static void Map<T, TMap>(T* y, T* x, T* dy, int s, TMap f)
         where T : unmanaged where TMap : struct, IMap<T>
     {
         int w = Vector256<T>.Count;
@@ -99,10 +96,8 @@ internal static unsafe class Centered
             return;
         }
         int i = 0;
-        if (stream && (i = Lanes.ToAlignment(y)) > 0)
-            f.Of(Vector256.Load(x), Vector256.Load(dy)).Store(y);
         for (; i <= s - w; i += w)
-            Lanes.Store(f.Of(Vector256.Load(x + i), Vector256.Load(dy + i)), y + i, stream);
+            f.Of(Vector256.Load(x + i), Vector256.Load(dy + i)).Store(y + i);
         if (i < s)
             f.Of(Vector256.Load(x + s - w), Vector256.Load(dy + s - w)).Store(y + s - w);
     }
