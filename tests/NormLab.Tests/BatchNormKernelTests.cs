@@ -112,4 +112,58 @@ public class BatchNormKernelTests
             Assert.True(Math.Abs(dot) < 1e-10, $"channel {ch}: Σdx·x̂ = {dot}");
         }
     }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void TrainingForwardIsMomentsThenNormalize(int n, int c, int s)
+    {
+        var rng = new Rng((ulong)(n * 31 + c * 5 + s));
+        var x = Doubles.Gaussian(rng, n * c * s, -1.0, 0.7);
+        var gamma = Doubles.Gaussian(rng, c, 1.0, 0.3);
+        var beta = Doubles.Gaussian(rng, c, 0.0, 0.5);
+        double[] mean = new double[c], m2 = new double[c], invStd = new double[c], y = new double[x.Length];
+        BatchNormKernels.ForwardTraining<double>(y, x, gamma, beta, 1e-5, n, c, s, mean, m2, invStd);
+        double[] mean2 = new double[c], m22 = new double[c], invStd2 = new double[c], y2 = new double[x.Length];
+        BatchNormKernels.Moments<double>(x, n, c, s, mean2, m22);
+        BatchNormKernels.InvStd(invStd2, m22, n * s, 1e-5);
+        BatchNormKernels.Normalize<double>(y2, x, mean2, invStd2, gamma, beta, n, c, s);
+        Assert.Equal(mean2, mean);
+        Assert.Equal(m22, m2);
+        Assert.Equal(invStd2, invStd);
+        Assert.Equal(y2, y);
+    }
+
+    [Theory]
+    [InlineData(9, 20, 1)]
+    [InlineData(7, 3, 11)]
+    public void MomentsOfRowSlicesMergeIntoTheBatchMoments(int n, int c, int s)
+    {
+        // (count, mean, M2) of any slice of rows, merged with Chan's formula, give the whole batch's: what ghost batches
+        // and cross-process merges rely on.
+        var rng = new Rng(11);
+        var x = Doubles.Gaussian(rng, n * c * s, 5.0, 2.0);
+        double[] mean = new double[c], m2 = new double[c];
+        BatchNormKernels.Moments<double>(x, n, c, s, mean, m2);
+        int top = n / 3;
+        double[] meanA = new double[c], m2A = new double[c], meanB = new double[c], m2B = new double[c];
+        BatchNormKernels.Moments<double>(x.AsSpan(0, top * c * s), top, c, s, meanA, m2A);
+        BatchNormKernels.Moments<double>(x.AsSpan(top * c * s), n - top, c, s, meanB, m2B);
+        double countA = top * s, countB = (n - top) * s;
+        for (int ch = 0; ch < c; ch++)
+        {
+            double delta = meanB[ch] - meanA[ch];
+            double merged = (countA * meanA[ch] + countB * meanB[ch]) / (countA + countB);
+            double mergedM2 = m2A[ch] + m2B[ch] + delta * delta * countA * countB / (countA + countB);
+            Assert.Equal(mean[ch], merged, 1e-12);
+            Assert.Equal(m2[ch], mergedM2, 1e-10);
+        }
+    }
+
+    [Fact]
+    public void OutputsMustNotOverlapInputs()
+    {
+        var x = new double[12];
+        Assert.Throws<ArgumentException>(() =>
+            BatchNormKernels.Normalize<double>(x, x, new double[3], new double[3], [], [], 2, 3, 2));
+    }
 }

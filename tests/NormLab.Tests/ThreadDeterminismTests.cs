@@ -79,4 +79,56 @@ public class ThreadDeterminismTests
         Assert.Equal(3, lines[0].Length);
         Assert.Equal(lines[0], lines[1]);
     }
+
+    // One BN layer through a training step (forward, backward) and an eval step; every output, gradient and buffer, bit for bit.
+    private static List<float[]> BatchNormStep(Func<BatchNorm> build, int[] shape, int threads)
+    {
+        using var _ = new TeamSize(threads);
+        var bn = build();
+        var x = TensorAssert.Randn(1, shape);
+        foreach (ref float v in x.Span)
+            v = v * 3 + 2;
+        var dy = TensorAssert.Randn(2, shape);
+        var results = new List<float[]>();
+        for (int step = 0; step < 2; step++)
+        {
+            bn.Weight!.Grad.Zero();
+            bn.Bias!.Grad.Zero();
+            results.Add(bn.Forward(x).Span.ToArray());
+            results.Add(bn.Backward(dy).Span.ToArray());
+            results.Add(bn.Weight.Grad.Span.ToArray());
+            results.Add(bn.Bias.Grad.Span.ToArray());
+            results.Add(bn.RunningMean!.Span.ToArray());
+            results.Add(bn.RunningVar!.Span.ToArray());
+            bn.Weight.Value[0] += 0.5f;
+            bn.Bias.Value[1] -= 0.25f;
+        }
+        bn.Eval();
+        results.Add(bn.Forward(x).Span.ToArray());
+        results.Add(bn.Backward(dy).Span.ToArray());
+        return results;
+    }
+
+    public static TheoryData<string, int[]> BatchNormShapes => new()
+    {
+        { "1d", [300, 100] },       // [N, C]: six blocks of 16 channels and four single channels
+        { "1d", [4096, 40] },       // tall [N, C]
+        { "1d", [64, 37, 9] },      // [N, C, L] with planes shorter than a vector
+        { "2d", [8, 13, 15, 15] },  // planes with a tail
+        { "2d", [16, 64, 8, 8] },
+    };
+
+    [Theory]
+    [MemberData(nameof(BatchNormShapes))]
+    public void BatchNormGivesTheSameBitsForOneTwoAndThreeThreads(string kind, int[] shape)
+    {
+        Func<BatchNorm> build = kind == "1d" ? () => new BatchNorm1d(shape[1]) : () => new BatchNorm2d(shape[1]);
+        var one = BatchNormStep(build, shape, 1);
+        foreach (int threads in new[] { 2, 3 })
+        {
+            var other = BatchNormStep(build, shape, threads);
+            for (int i = 0; i < one.Count; i++)
+                Assert.True(one[i].AsSpan().SequenceEqual(other[i]), $"BN{kind} {string.Join('x', shape)}: result {i} differs between 1 and {threads} threads");
+        }
+    }
 }

@@ -1,5 +1,6 @@
+using System.Buffers;
 using System.Numerics;
-using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using NormLab.Threading;
 
 namespace NormLab.Kernels;
@@ -10,23 +11,24 @@ namespace NormLab.Kernels;
 /// The kernels are pure: the modules decide which statistics to use and how to update running ones.
 /// </summary>
 /// <remarks>
-/// Channels are independent, so large tensors split their channels over the <see cref="Team"/>; each channel's sums run
-/// in the same order whatever the split, and the results do not depend on the number of threads.
+/// Two layouts, two walks: s &gt; 1 goes plane by plane (<see cref="BatchNormPlanes"/>), s = 1 vector by vector across
+/// channels (<see cref="BatchNormRows"/>). Work is split over the <see cref="Team"/> by channel (or by fixed block of
+/// channels), or in eval by plane or row; each channel's sums run in the same order whatever the split, so the results
+/// do not depend on the number of threads.
 /// </remarks>
 /// <remarks>
 /// Per-channel statistics travel as double (mean, M2, 1/σ) so that the normalization of data far from zero stays exact;
-/// see <see cref="Centered"/>.
+/// see <see cref="Centered"/>. Outputs must not overlap inputs.
 /// </remarks>
 public static unsafe class BatchNormKernels
 {
-    // Below this many values a parallel call costs more than it saves.
+    // Below this many values a parallel call (about 0.6 µs) costs more than it saves.
     private const long ParallelWork = 1 << 14;
 
     /// <summary>
-    /// Per-channel mean and M2 = Σ(x − mean)² of a batch slice, in two passes (no E[x²] − E[x]² cancellation). Within a
-    /// plane the sums run in T over values already centred (on a shift, then on the mean), so they are small and do not
-    /// lose the data's spread; across planes they accumulate in double.
-    /// The count per channel is n·s. A slice of rows of a batch is a valid input, so ghost batches and cross-process merges reuse it.
+    /// Per-channel mean and M2 = Σ(x − mean)² of a batch slice, in two passes (no E[x²] − E[x]² cancellation): around
+    /// the channel's first value, then around the mean. The count per channel is n·s. Any slice of rows of a batch is a
+    /// valid input, so ghost batches and cross-process merges (count, mean, M2) reuse it.
     /// </summary>
     public static void Moments<T>(ReadOnlySpan<T> x, int n, int c, int s, Span<double> mean, Span<double> m2)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -36,31 +38,36 @@ public static unsafe class BatchNormKernels
         m2.Slice(0, c).Clear();
         if ((long)n * s == 0)
             return;
-        var args = new Args<T> { X = x, MeanOut = mean, M2Out = m2, N = n, C = c, S = s };
-        Run(ref args, &MomentsRange);
+        fixed (T* px = x)
+        fixed (double* pMean = mean, pM2 = m2)
+        {
+            var args = new BatchNormArgs<T> { X = px, Mean = pMean, M2 = pM2, N = n, C = c, S = s };
+            ByChannel(ref args, &BatchNormPlanes.MomentsRange<T>, &BatchNormRows.MomentsRange<T>);
+        }
     }
 
-    private static void MomentsRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// The training forward pass in one call: per channel the statistics of <see cref="Moments{T}"/>, invStd =
+    /// 1/√(M2/m + eps), and y = γ·(x − mean)·invStd + β while the channel is still in cache.
+    /// Empty <paramref name="gamma"/>/<paramref name="beta"/> mean γ = 1, β = 0. Requires n·s &gt; 0.
+    /// </summary>
+    public static void ForwardTraining<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, double eps,
+        int n, int c, int s, Span<double> mean, Span<double> m2, Span<double> invStd)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
-        ReadOnlySpan<T> x = a.X;
-        Span<double> mean = a.MeanOut, m2 = a.M2Out;
-        int n = a.N, c = a.C, s = a.S;
-        double count = (double)n * s;
-        // First pass: mean = shift + Σ(x − shift)/m, shift = the channel's first value, so that far-from-zero data
-        // sum their small deviations rather than their large offset.
-        for (int ch = first; ch < end; ch++)
+        CheckSizes(x.Length, n, c, s, mean.Length, m2.Length);
+        CheckSizes(y.Length, n, c, s, invStd.Length, invStd.Length);
+        CheckOutput(y, x);
+        if ((long)n * s == 0)
+            throw new ArgumentException("BatchNorm kernel: training statistics need at least one value per channel.");
+        fixed (T* py = y, px = x, pGamma = gamma, pBeta = beta)
+        fixed (double* pMean = mean, pM2 = m2, pInvStd = invStd)
         {
-            T shift = x[ch * s];
-            double sum = 0;
-            for (int i = 0; i < n; i++)
-                sum += Centered.SumShifted(x.Slice((i * c + ch) * s, s), shift);
-            mean[ch] = double.CreateChecked(shift) + sum / count;
-        }
-        for (int ch = first; ch < end; ch++)
-        {
-            var (hi, lo) = Centered.Split<T>(mean[ch]);
-            for (int i = 0; i < n; i++)
-                m2[ch] += Centered.SumSquares(x.Slice((i * c + ch) * s, s), hi, lo);
+            var args = new BatchNormArgs<T>
+            {
+                Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, M2 = pM2, InvStd = pInvStd, N = n, C = c, S = s, Eps = eps,
+            };
+            ByChannel(ref args, &BatchNormPlanes.ForwardTrainingRange<T>, &BatchNormRows.ForwardTrainingRange<T>);
         }
     }
 
@@ -68,7 +75,7 @@ public static unsafe class BatchNormKernels
     public static void InvStd(Span<double> invStd, ReadOnlySpan<double> m2, double count, double eps)
     {
         for (int ch = 0; ch < invStd.Length; ch++)
-            invStd[ch] = 1.0 / Math.Sqrt(m2[ch] / count + eps);
+            invStd[ch] = BatchNormFormulas.InvStd(m2[ch], count, eps);
     }
 
     /// <summary>
@@ -87,37 +94,38 @@ public static unsafe class BatchNormKernels
 
     /// <summary>
     /// y = γ·x̂ + β with x̂ = (x − mean)·invStd, per channel. Empty <paramref name="gamma"/>/<paramref name="beta"/> mean γ = 1, β = 0.
+    /// Walks memory in order (no reduction to keep a channel together for).
     /// </summary>
     public static void Normalize<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd,
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        var args = new Args<T> { Y = y, X = x, Mean = mean, InvStd = invStd, Gamma = gamma, Beta = beta, N = n, C = c, S = s };
-        Run(ref args, &NormalizeRange);
-    }
-
-    private static void NormalizeRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        Span<T> y = a.Y;
-        ReadOnlySpan<T> x = a.X, gamma = a.Gamma, beta = a.Beta;
-        ReadOnlySpan<double> mean = a.Mean, invStd = a.InvStd;
-        int n = a.N, c = a.C, s = a.S;
-        for (int ch = first; ch < end; ch++)
+        CheckSizes(y.Length, n, c, s, c, c);
+        CheckOutput(y, x);
+        // The per-channel constants, once per call rather than once per plane or row.
+        T[]? rented = c > 512 ? ArrayPool<T>.Shared.Rent(3 * c) : null;
+        Span<T> constants = rented is not null ? rented : stackalloc T[3 * c];
+        fixed (T* py = y, px = x, pk = constants, pGamma = gamma, pBeta = beta)
+        fixed (double* pMean = mean, pInvStd = invStd)
         {
-            var (hi, lo) = Centered.Split<T>(mean[ch]);
-            T alpha = T.CreateChecked(Gamma(gamma, ch) * invStd[ch]);
-            T shift = beta.IsEmpty ? T.Zero : beta[ch];
-            for (int i = 0; i < n; i++)
+            var args = new BatchNormArgs<T>
             {
-                int at = (i * c + ch) * s;
-                Centered.ScaleShift(y.Slice(at, s), x.Slice(at, s), hi, lo, alpha, shift);
-            }
+                Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, InvStd = pInvStd, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c,
+                N = n, C = c, S = s,
+            };
+            AffineConstants(ref args);
+            if (s == 1)
+                Run(ref args, n, &BatchNormRows.NormalizeRange<T>);
+            else
+                Run(ref args, n * c, &BatchNormPlanes.NormalizeRange<T>);
         }
+        if (rented is not null)
+            ArrayPool<T>.Shared.Return(rented);
     }
 
     /// <summary>
-    /// Backward of <see cref="Normalize{T}"/> when the statistics came from this batch:
+    /// Backward of the training forward pass (statistics from this batch):
     /// <code>
     /// dβ += Σ dy          dγ += Σ dy·x̂
     /// dx  = γ/(m·σ)·(m·dy − Σdy − x̂·Σ(dy·x̂))      σ = 1/invStd
@@ -127,48 +135,9 @@ public static unsafe class BatchNormKernels
     /// </summary>
     public static void BackwardBatchStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        var args = new Args<T>
-        {
-            Y = dx, DGamma = dGamma, DBeta = dBeta, DY = dy, X = x, Mean = mean, InvStd = invStd, Gamma = gamma, N = n, C = c, S = s,
-        };
-        Run(ref args, &BackwardBatchStatsRange);
-    }
-
-    private static void BackwardBatchStatsRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        Span<T> dx = a.Y, dGamma = a.DGamma, dBeta = a.DBeta;
-        ReadOnlySpan<T> dy = a.DY, x = a.X, gamma = a.Gamma;
-        ReadOnlySpan<double> mean = a.Mean, invStd = a.InvStd;
-        int n = a.N, c = a.C, s = a.S;
-        double m = (double)n * s;
-        for (int ch = first; ch < end; ch++)
-        {
-            var (hi, lo) = Centered.Split<T>(mean[ch]);
-            double sumDy = 0, sumDyXc = 0;
-            for (int i = 0; i < n; i++)
-            {
-                int at = (i * c + ch) * s;
-                sumDy += double.CreateChecked(TensorPrimitives.Sum(dy.Slice(at, s)));
-                sumDyXc += Centered.SumProduct(dy.Slice(at, s), x.Slice(at, s), hi, lo);
-            }
-            double istd = invStd[ch];
-            if (!dBeta.IsEmpty)
-                dBeta[ch] += T.CreateChecked(sumDy);
-            if (!dGamma.IsEmpty)
-                dGamma[ch] += T.CreateChecked(sumDyXc * istd);
-            T scale = T.CreateChecked(Gamma(gamma, ch) * istd);
-            T meanDy = T.CreateChecked(sumDy / m);
-            T k = T.CreateChecked(sumDyXc * istd * istd / m);
-            for (int i = 0; i < n; i++)
-            {
-                int at = (i * c + ch) * s;
-                Centered.BackwardApply(dx.Slice(at, s), dy.Slice(at, s), x.Slice(at, s), hi, lo, scale, meanDy, k);
-            }
-        }
-    }
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
+            &BatchNormPlanes.BackwardBatchStatsRange<T>, &BatchNormRows.BackwardBatchStatsRange<T>);
 
     /// <summary>
     /// Backward of <see cref="Normalize{T}"/> when the statistics are constants (eval mode, frozen statistics): the layer is
@@ -176,64 +145,69 @@ public static unsafe class BatchNormKernels
     /// </summary>
     public static void BackwardFixedStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
+            &BatchNormPlanes.BackwardFixedStatsRange<T>, &BatchNormRows.BackwardFixedStatsRange<T>);
+
+    private static void Backward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s,
+        delegate*<ref BatchNormArgs<T>, int, int, void> planes, delegate*<ref BatchNormArgs<T>, int, int, void> rows)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        var args = new Args<T>
+        CheckSizes(dy.Length, n, c, s, c, c);
+        CheckSizes(dx.Length, n, c, s, c, c);
+        CheckOutput(dx, x);
+        CheckOutput(dx, dy);
+        if ((long)n * s == 0)
+            return;
+        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pdGamma = dGamma, pdBeta = dBeta)
+        fixed (double* pMean = mean, pInvStd = invStd)
         {
-            Y = dx, DGamma = dGamma, DBeta = dBeta, DY = dy, X = x, Mean = mean, InvStd = invStd, Gamma = gamma, N = n, C = c, S = s,
-        };
-        Run(ref args, &BackwardFixedStatsRange);
-    }
-
-    private static void BackwardFixedStatsRange<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        Span<T> dx = a.Y, dGamma = a.DGamma, dBeta = a.DBeta;
-        ReadOnlySpan<T> dy = a.DY, x = a.X, gamma = a.Gamma;
-        ReadOnlySpan<double> mean = a.Mean, invStd = a.InvStd;
-        int n = a.N, c = a.C, s = a.S;
-        for (int ch = first; ch < end; ch++)
-        {
-            var (hi, lo) = Centered.Split<T>(mean[ch]);
-            double sumDy = 0, sumDyXc = 0;
-            T scale = T.CreateChecked(Gamma(gamma, ch) * invStd[ch]);
-            for (int i = 0; i < n; i++)
+            var args = new BatchNormArgs<T>
             {
-                int at = (i * c + ch) * s;
-                var dyPlane = dy.Slice(at, s);
-                if (!dBeta.IsEmpty)
-                    sumDy += double.CreateChecked(TensorPrimitives.Sum(dyPlane));
-                if (!dGamma.IsEmpty)
-                    sumDyXc += Centered.SumProduct(dyPlane, x.Slice(at, s), hi, lo);
-                TensorPrimitives.Multiply(dyPlane, scale, dx.Slice(at, s));
-            }
-            if (!dBeta.IsEmpty)
-                dBeta[ch] += T.CreateChecked(sumDy);
-            if (!dGamma.IsEmpty)
-                dGamma[ch] += T.CreateChecked(sumDyXc * invStd[ch]);
+                Y = pdx, DY = pdy, X = px, Gamma = pGamma, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
+                N = n, C = c, S = s,
+            };
+            ByChannel(ref args, planes, rows);
         }
     }
 
-    private static void Run<T>(ref Args<T> args, delegate*<ref Args<T>, int, int, void> range) where T : unmanaged
+    // Hi, Alpha, Shift of every channel from Mean, InvStd, Gamma, Beta: a vector of channels at a time, then one by one.
+    private static void AffineConstants<T>(ref BatchNormArgs<T> a) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count, ch = 0;
+        for (; ch <= a.C - w; ch += w)
+        {
+            var gamma = a.Gamma == null ? DoubleLanes.Create(1.0) : DoubleLanes.Widen(Vector256.Load(a.Gamma + ch));
+            var beta = a.Beta == null ? DoubleLanes.Create(0.0) : DoubleLanes.Widen(Vector256.Load(a.Beta + ch));
+            var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(DoubleLanes.Load(a.Mean + ch, w), DoubleLanes.Load(a.InvStd + ch, w), gamma, beta);
+            hi.Store(a.Hi + ch);
+            alpha.Store(a.Alpha + ch);
+            shift.Store(a.Shift + ch);
+        }
+        for (; ch < a.C; ch++)
+            (a.Hi[ch], a.Alpha[ch], a.Shift[ch]) = BatchNormFormulas.Affine<T>(a.Mean[ch], a.InvStd[ch], a.GammaOf(ch), a.BetaOf(ch));
+    }
+
+    // Channels (s > 1) or fixed blocks of channels (s = 1) over the team.
+    private static void ByChannel<T>(ref BatchNormArgs<T> args, delegate*<ref BatchNormArgs<T>, int, int, void> planes,
+        delegate*<ref BatchNormArgs<T>, int, int, void> rows) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (args.S == 1)
+            Run(ref args, BatchNormRows.Units<T>(args.C), rows);
+        else
+            Run(ref args, args.C, planes);
+    }
+
+    private static void Run<T>(ref BatchNormArgs<T> args, int count, delegate*<ref BatchNormArgs<T>, int, int, void> range)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         if ((long)args.N * args.C * args.S < ParallelWork)
-            range(ref args, 0, args.C);
+            range(ref args, 0, count);
         else
-            Team.For(args.C, ref args, range);
+            Team.For(count, ref args, range);
     }
-
-    // The arguments of one parallel call over channels; Y is the output (y forward, dx backward).
-    private ref struct Args<T> where T : unmanaged
-    {
-        public Span<T> Y, DGamma, DBeta;
-        public ReadOnlySpan<T> X, DY, Gamma, Beta;
-        public Span<double> MeanOut, M2Out;
-        public ReadOnlySpan<double> Mean, InvStd;
-        public int N, C, S;
-    }
-
-    private static double Gamma<T>(ReadOnlySpan<T> gamma, int ch) where T : unmanaged, IFloatingPointIeee754<T> =>
-        gamma.IsEmpty ? 1.0 : double.CreateChecked(gamma[ch]);
 
     private static void CheckSizes(int length, int n, int c, int s, int stats1, int stats2)
     {
@@ -241,5 +215,11 @@ public static unsafe class BatchNormKernels
             throw new ArgumentException($"BatchNorm kernel: {length} values do not form [n={n}, c={c}, s={s}].");
         if (stats1 < c || stats2 < c)
             throw new ArgumentException($"BatchNorm kernel: per-channel buffers of {Math.Min(stats1, stats2)} values for {c} channels.");
+    }
+
+    private static void CheckOutput<T>(Span<T> output, ReadOnlySpan<T> input)
+    {
+        if (output.Overlaps(input))
+            throw new ArgumentException("BatchNorm kernel: the output overlaps an input (the kernels do not work in place).");
     }
 }

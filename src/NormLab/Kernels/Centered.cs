@@ -1,120 +1,104 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace NormLab.Kernels;
 
 /// <summary>
-/// Vector loops over values centred on a mean that is held as a pair (hi, lo) with hi + lo ≈ mean in double precision.
-/// <c>(x − hi) − lo</c> is exact to the last bit of the result when x sits near the mean (Sterbenz), so data far from
-/// zero (1e4 ± 1e-2) keep their small spread; folding the mean into one float shift would cancel catastrophically.
+/// Vector loops over one plane (s contiguous values of one channel), around a mean held as a pair (hi, lo) with
+/// hi + lo ≈ mean in double precision. <c>(x − hi) − lo</c> is exact to the last bit of the result when x sits near the
+/// mean (Sterbenz), so data far from zero (1e4 ± 1e-2) keep their small spread; folding the mean into one float shift
+/// would cancel catastrophically.
 /// </summary>
-internal static class Centered
+/// <remarks>
+/// Sums come back per lane, in T: the caller adds planes up in double (<see cref="DoubleLanes"/>), so a sum over a plane
+/// costs no horizontal reduction (planes of 8×8 values are common). Tails are whole vectors ending at the plane's end,
+/// masked in sums and written twice with the same values in maps (outputs never overlap inputs).
+/// </remarks>
+internal static unsafe class Centered
 {
     /// <summary>Splits a double into a T pair whose sum is the double to about twice T's precision.</summary>
     public static (T Hi, T Lo) Split<T>(double value) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T hi = T.CreateChecked(value);
-        T lo = T.CreateChecked(value - double.CreateChecked(hi));
+        T hi = Lanes.FromDouble<T>(value);
+        T lo = Lanes.FromDouble<T>(value - Lanes.ToDouble(hi));
         return (hi, lo);
     }
 
-    /// <summary>Σ (x − shift): with a shift near the data the float sum keeps the data's spread, not their offset.</summary>
-    public static double SumShifted<T>(ReadOnlySpan<T> x, T shift) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>Σ f(x) over <paramref name="s"/> values, per lane; four accumulators hide the add latency.</summary>
+    public static Vector256<T> Sum<T, TTerm>(T* x, int s, TTerm f)
+        where T : unmanaged, IFloatingPointIeee754<T> where TTerm : struct, ITerm<T>
     {
+        int w = Vector256<T>.Count;
+        if (s < w)
+            return f.Of(Lanes.LoadPartial(x, s)) & ~Lanes.Last<T>(w - s);
+        Vector256<T> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
-        T sum = T.Zero;
-        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
+        for (; i <= s - 4 * w; i += 4 * w)
         {
-            var vs = new Vector<T>(shift);
-            var acc = Vector<T>.Zero;
-            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
-                acc += new Vector<T>(x.Slice(i)) - vs;
-            sum = Vector.Sum(acc);
+            a0 += f.Of(Vector256.Load(x + i));
+            a1 += f.Of(Vector256.Load(x + i + w));
+            a2 += f.Of(Vector256.Load(x + i + 2 * w));
+            a3 += f.Of(Vector256.Load(x + i + 3 * w));
         }
-        for (; i < x.Length; i++)
-            sum += x[i] - shift;
-        return double.CreateChecked(sum);
+        for (; i <= s - w; i += w)
+            a0 += f.Of(Vector256.Load(x + i));
+        if (i < s)
+            a1 += f.Of(Vector256.Load(x + s - w)) & Lanes.Last<T>(s - i);
+        return (a0 + a1) + (a2 + a3);
     }
 
-    /// <summary>Σ ((x − hi) − lo)².</summary>
-    public static double SumSquares<T>(ReadOnlySpan<T> x, T hi, T lo) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        int i = 0;
-        T sum = T.Zero;
-        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
-        {
-            var vh = new Vector<T>(hi);
-            var vl = new Vector<T>(lo);
-            var acc = Vector<T>.Zero;
-            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
-            {
-                var d = (new Vector<T>(x.Slice(i)) - vh) - vl;
-                acc += d * d;
-            }
-            sum = Vector.Sum(acc);
-        }
-        for (; i < x.Length; i++)
-        {
-            T d = (x[i] - hi) - lo;
-            sum += d * d;
-        }
-        return double.CreateChecked(sum);
-    }
-
-    /// <summary>Σ dy·((x − hi) − lo).</summary>
-    public static double SumProduct<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, T hi, T lo) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        int i = 0;
-        T sum = T.Zero;
-        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
-        {
-            var vh = new Vector<T>(hi);
-            var vl = new Vector<T>(lo);
-            var acc = Vector<T>.Zero;
-            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
-                acc += new Vector<T>(dy.Slice(i)) * ((new Vector<T>(x.Slice(i)) - vh) - vl);
-            sum = Vector.Sum(acc);
-        }
-        for (; i < x.Length; i++)
-            sum += dy[i] * ((x[i] - hi) - lo);
-        return double.CreateChecked(sum);
-    }
-
-    /// <summary>y = ((x − hi) − lo)·a + b.</summary>
-    public static void ScaleShift<T>(Span<T> y, ReadOnlySpan<T> x, T hi, T lo, T a, T b) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
-        {
-            var vh = new Vector<T>(hi);
-            var vl = new Vector<T>(lo);
-            var va = new Vector<T>(a);
-            var vb = new Vector<T>(b);
-            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
-                (((new Vector<T>(x.Slice(i)) - vh) - vl) * va + vb).CopyTo(y.Slice(i));
-        }
-        for (; i < x.Length; i++)
-            y[i] = ((x[i] - hi) - lo) * a + b;
-    }
-
-    /// <summary>dx = scale·(dy − meanDy − ((x − hi) − lo)·k).</summary>
-    public static void BackwardApply<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, T hi, T lo, T scale, T meanDy, T k)
+    /// <summary>Σ dy and Σ dy·((x − hi) − lo) over <paramref name="s"/> values, per lane, in one pass over both inputs.</summary>
+    public static (Vector256<T> SumDy, Vector256<T> SumDyXc) SumGradients<T>(T* dy, T* x, int s, Vector256<T> hi, Vector256<T> lo)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
+        int w = Vector256<T>.Count;
+        if (s < w)
         {
-            var vh = new Vector<T>(hi);
-            var vl = new Vector<T>(lo);
-            var vs = new Vector<T>(scale);
-            var vm = new Vector<T>(meanDy);
-            var vk = new Vector<T>(k);
-            for (; i <= x.Length - Vector<T>.Count; i += Vector<T>.Count)
-            {
-                var xc = (new Vector<T>(x.Slice(i)) - vh) - vl;
-                (vs * (new Vector<T>(dy.Slice(i)) - vm - xc * vk)).CopyTo(dx.Slice(i));
-            }
+            var keep = ~Lanes.Last<T>(w - s);
+            var g = Lanes.LoadPartial(dy, s);
+            return (g & keep, (g * ((Lanes.LoadPartial(x, s) - hi) - lo)) & keep);
         }
-        for (; i < x.Length; i++)
-            dx[i] = scale * (dy[i] - meanDy - ((x[i] - hi) - lo) * k);
+        Vector256<T> d0 = default, d1 = default, p0 = default, p1 = default;
+        int i = 0;
+        for (; i <= s - 2 * w; i += 2 * w)
+        {
+            var g0 = Vector256.Load(dy + i);
+            var g1 = Vector256.Load(dy + i + w);
+            d0 += g0;
+            d1 += g1;
+            p0 += g0 * ((Vector256.Load(x + i) - hi) - lo);
+            p1 += g1 * ((Vector256.Load(x + i + w) - hi) - lo);
+        }
+        for (; i <= s - w; i += w)
+        {
+            var g = Vector256.Load(dy + i);
+            d0 += g;
+            p0 += g * ((Vector256.Load(x + i) - hi) - lo);
+        }
+        if (i < s)
+        {
+            var keep = Lanes.Last<T>(s - i);
+            var g = Vector256.Load(dy + s - w) & keep;
+            d1 += g;
+            p1 += g * ((Vector256.Load(x + s - w) - hi) - lo);
+        }
+        return (d0 + d1, p0 + p1);
+    }
+
+    /// <summary>y = f(x, dy) over <paramref name="s"/> values.</summary>
+    public static void Map<T, TMap>(T* y, T* x, T* dy, int s, TMap f)
+        where T : unmanaged where TMap : struct, IMap<T>
+    {
+        int w = Vector256<T>.Count;
+        if (s < w)
+        {
+            Lanes.StorePartial(f.Of(Lanes.LoadPartial(x, s), Lanes.LoadPartial(dy, s)), y, s);
+            return;
+        }
+        int i = 0;
+        for (; i <= s - w; i += w)
+            f.Of(Vector256.Load(x + i), Vector256.Load(dy + i)).Store(y + i);
+        if (i < s)
+            f.Of(Vector256.Load(x + s - w), Vector256.Load(dy + s - w)).Store(y + s - w);
     }
 }

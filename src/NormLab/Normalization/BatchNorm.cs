@@ -133,24 +133,22 @@ public abstract class BatchNorm : Module, IBatchCounter
             if (m == 1)
                 throw new ArgumentException(
                     $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
-            BatchNormKernels.Moments<float>(x.Span, n, c, s, _mean, _m2);
-            BatchNormKernels.InvStd(_invStd, _m2, m, Eps);
+            // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
+            BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, _mean, _m2, _invStd);
             if (Training && RunningMean is not null && RunningVar is not null)
             {
                 NumBatchesTracked++;
                 double factor = Momentum ?? 1.0 / NumBatchesTracked;
                 BatchNormKernels.UpdateRunning(RunningMean.Span, RunningVar.Span, _mean, _m2, m, factor);
             }
+            return y;
         }
-        else
+        var rm = RunningMean!.Span;
+        var rv = RunningVar!.Span;
+        for (int ch = 0; ch < c; ch++)
         {
-            var rm = RunningMean!.Span;
-            var rv = RunningVar!.Span;
-            for (int ch = 0; ch < c; ch++)
-            {
-                _mean[ch] = rm[ch];
-                _invStd[ch] = 1.0 / Math.Sqrt(rv[ch] + Eps);
-            }
+            _mean[ch] = rm[ch];
+            _invStd[ch] = 1.0 / Math.Sqrt(rv[ch] + Eps);
         }
         BatchNormKernels.Normalize<float>(y.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s);
         return y;

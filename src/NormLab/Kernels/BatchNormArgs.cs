@@ -1,0 +1,32 @@
+using System.Numerics;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// The arguments of one BN kernel call, shared by the threads of the team: pinned pointers (the caller keeps them pinned
+/// until the call returns), the layout [n, c, s], and the per-channel buffers. Null γ, β mean 1 and 0; null dγ, dβ are skipped.
+/// </summary>
+internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <summary>The output: y forward, dx backward.</summary>
+    public T* Y;
+    public T* X, DY, Gamma, Beta, DGamma, DBeta;
+    public double* Mean, M2, InvStd;
+    /// <summary>Per-channel constants of <see cref="Normalized{T}"/> when they are computed once per call (eval).</summary>
+    public T* Hi, Alpha, Shift;
+    public int N, C, S;
+    public double Eps;
+
+    public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : Lanes.ToDouble(Gamma[ch]);
+
+    public readonly double BetaOf(int ch) => Beta == null ? 0.0 : Lanes.ToDouble(Beta[ch]);
+
+    /// <summary>dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ).</summary>
+    public readonly void AccumulateParameterGradients(int ch, double sumDy, double sumDyXc)
+    {
+        if (DBeta != null)
+            DBeta[ch] += Lanes.FromDouble<T>(sumDy);
+        if (DGamma != null)
+            DGamma[ch] += Lanes.FromDouble<T>(sumDyXc * InvStd[ch]);
+    }
+}

@@ -1,0 +1,132 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// BN kernels for the layout [n, c, s] with s &gt; 1: a channel is n planes of s contiguous values. Training walks one
+/// channel at a time, so its planes are still in L2 when the pass after the statistics reads them again; eval has no
+/// reduction and walks memory in order, plane after plane.
+/// </summary>
+/// <remarks>
+/// Each channel's sums run plane after plane in a fixed order (per lane in T within a plane, in double across planes), so
+/// any split of the channels over threads gives the same bits.
+/// </remarks>
+internal static unsafe class BatchNormPlanes
+{
+    /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in two passes: the first around the channel's
+    /// first value, the second around the mean of the first (no E[x²] − E[x]² cancellation).</summary>
+    public static (double Mean, double M2) Moments<T>(T* x, int n, int c, int s, int ch) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        long stride = (long)c * s;
+        T* first = x + (long)ch * s;
+        T shift = *first;
+        var deviation = new Deviation<T>(Vector256.Create(shift));
+        var sum = new DoubleLanes();
+        for (int i = 0; i < n; i++)
+            sum.Add(Centered.Sum(first + i * stride, s, deviation));
+        double mean = Lanes.ToDouble(shift) + sum.Total / ((double)n * s);
+        var (hi, lo) = Centered.Split<T>(mean);
+        var squared = new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo));
+        var m2 = new DoubleLanes();
+        for (int i = 0; i < n; i++)
+            m2.Add(Centered.Sum(first + i * stride, s, squared));
+        return (mean, m2.Total);
+    }
+
+    public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int ch = first; ch < end; ch++)
+            (a.Mean[ch], a.M2[ch]) = Moments(a.X, a.N, a.C, a.S, ch);
+    }
+
+    /// <summary>Statistics, then y = γ·x̂ + β, channel by channel.</summary>
+    public static void ForwardTrainingRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S;
+        for (int ch = first; ch < end; ch++)
+        {
+            var (mean, m2) = Moments(a.X, n, c, s, ch);
+            double invStd = BatchNormFormulas.InvStd(m2, (double)n * s, a.Eps);
+            var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(mean, invStd, a.GammaOf(ch), a.BetaOf(ch));
+            var normalized = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
+            for (int i = 0; i < n; i++)
+            {
+                long at = ((long)i * c + ch) * s;
+                Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+            }
+            a.Mean[ch] = mean;
+            a.M2[ch] = m2;
+            a.InvStd[ch] = invStd;
+        }
+    }
+
+    /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
+    public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int c = a.C, s = a.S;
+        for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
+        {
+            var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
+            long at = (long)plane * s;
+            Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+        }
+    }
+
+    /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
+    public static void BackwardBatchStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S;
+        double m = (double)n * s;
+        for (int ch = first; ch < end; ch++)
+        {
+            var (hi, lo, sumDy, sumDyXc) = GradientSums(ref a, ch);
+            var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy, sumDyXc, m);
+            var gradient = new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k));
+            for (int i = 0; i < n; i++)
+            {
+                long at = ((long)i * c + ch) * s;
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
+            }
+        }
+    }
+
+    /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
+    public static void BackwardFixedStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S;
+        for (int ch = first; ch < end; ch++)
+        {
+            if (a.DGamma != null || a.DBeta != null)
+                GradientSums(ref a, ch);
+            var scaled = new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch])));
+            for (int i = 0; i < n; i++)
+            {
+                long at = ((long)i * c + ch) * s;
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, scaled);
+            }
+        }
+    }
+
+    // Σdy and Σdy·(x − μ) of channel ch; accumulates dβ += Σdy and dγ += Σdy·x̂.
+    private static (Vector256<T> Hi, Vector256<T> Lo, double SumDy, double SumDyXc) GradientSums<T>(ref BatchNormArgs<T> a, int ch)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S;
+        var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
+        var vhi = Vector256.Create(hi);
+        var vlo = Vector256.Create(lo);
+        var sumDy = new DoubleLanes();
+        var sumDyXc = new DoubleLanes();
+        for (int i = 0; i < n; i++)
+        {
+            long at = ((long)i * c + ch) * s;
+            var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, vhi, vlo);
+            sumDy.Add(dy);
+            sumDyXc.Add(dyXc);
+        }
+        double totalDy = sumDy.Total, totalDyXc = sumDyXc.Total;
+        a.AccumulateParameterGradients(ch, totalDy, totalDyXc);
+        return (vhi, vlo, totalDy, totalDyXc);
+    }
+}

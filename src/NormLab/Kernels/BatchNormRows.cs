@@ -1,0 +1,256 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// BN kernels for the layout [n, c] (s = 1): n rows of c contiguous values, one per channel. Vectors run across channels:
+/// unit u is the block of channels [u·w, u·w + w) (w = lanes of a vector) while whole blocks fit, then one unit per
+/// leftover channel, computed in lane 0. The units depend on c only, never on the thread split.
+/// </summary>
+/// <remarks>
+/// Every pass walks the rows in memory order over a chunk of up to <see cref="ChunkUnits"/> units (a contiguous stretch
+/// of each row), with one accumulator per unit: walking one block down the rows instead would stride by a whole row
+/// per vector, which the prefetchers do not follow across pages. Each unit sums its rows in order, each row's value
+/// widened to double, so every channel's statistics are double sums, in an order that does not depend on the chunking
+/// or the thread split.
+/// </remarks>
+internal static unsafe class BatchNormRows
+{
+    /// <summary>Units per chunk: 64 blocks of 8 floats are 2 KiB of a row, and their accumulators 4 KiB of L1.</summary>
+    private const int ChunkUnits = 64;
+
+    /// <summary>The number of units of c channels.</summary>
+    public static int Units<T>(int c) where T : unmanaged => c / Vector256<T>.Count + c % Vector256<T>.Count;
+
+    public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        for (int u0 = first; u0 < end; u0 += ChunkUnits)
+            Moments(ref a, Chunk<T>.Of(u0, Math.Min(end, u0 + ChunkUnits), a.C), scratch);
+    }
+
+    /// <summary>Statistics, then y = γ·x̂ + β, chunk by chunk.</summary>
+    public static void ForwardTrainingRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        var maps = stackalloc Normalized<T>[ChunkUnits];
+        for (int u0 = first; u0 < end; u0 += ChunkUnits)
+        {
+            var chunk = Chunk<T>.Of(u0, Math.Min(end, u0 + ChunkUnits), a.C);
+            Moments(ref a, chunk, scratch);
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                var invStd = BatchNormFormulas.InvStd(chunk.Load(a.M2, j), a.N, a.Eps);
+                chunk.Store(invStd, a.InvStd, j);
+                var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(chunk.Load(a.Mean, j), invStd, chunk.Gamma(ref a, j), chunk.Beta(ref a, j));
+                maps[j] = new Normalized<T>(hi, alpha, shift);
+            }
+            Map(a.Y, a.X, a.X, a.N, a.C, chunk, maps);
+        }
+    }
+
+    /// <summary>y = γ·x̂ + β over rows <c>[first, end)</c>, in memory order, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
+    public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count, c = a.C, whole = c / w * w;
+        for (int i = first; i < end; i++)
+        {
+            T* x = a.X + (long)i * c, y = a.Y + (long)i * c;
+            for (int ch = 0; ch < whole; ch += w)
+                new Normalized<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch))
+                    .Of(Vector256.Load(x + ch), default).Store(y + ch);
+            for (int ch = whole; ch < c; ch++)
+                y[ch] = new Normalized<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Alpha[ch]), Vector256.CreateScalar(a.Shift[ch]))
+                    .Of(Vector256.CreateScalar(x[ch]), default).ToScalar();
+        }
+    }
+
+    /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
+    public static void BackwardBatchStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        var maps = stackalloc InputGradient<T>[ChunkUnits];
+        for (int u0 = first; u0 < end; u0 += ChunkUnits)
+        {
+            var chunk = Chunk<T>.Of(u0, Math.Min(end, u0 + ChunkUnits), a.C);
+            GradientSums(ref a, chunk, scratch);
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(chunk.Load(a.InvStd, j), chunk.Gamma(ref a, j),
+                    scratch.SumDy[j], scratch.SumDyXc[j], a.N);
+                maps[j] = new InputGradient<T>(scratch.Hi[j], scratch.Lo[j], scale, meanDy, k);
+            }
+            Map(a.Y, a.X, a.DY, a.N, a.C, chunk, maps);
+        }
+    }
+
+    /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
+    public static void BackwardFixedStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        var maps = stackalloc ScaledGradient<T>[ChunkUnits];
+        for (int u0 = first; u0 < end; u0 += ChunkUnits)
+        {
+            var chunk = Chunk<T>.Of(u0, Math.Min(end, u0 + ChunkUnits), a.C);
+            if (a.DGamma != null || a.DBeta != null)
+                GradientSums(ref a, chunk, scratch);
+            for (int j = 0; j < chunk.Count; j++)
+                maps[j] = new ScaledGradient<T>((chunk.Gamma(ref a, j) * chunk.Load(a.InvStd, j)).Narrow<T>());
+            Map(a.Y, a.X, a.DY, a.N, a.C, chunk, maps);
+        }
+    }
+
+    // Mean and M2 of a chunk's channels: two passes, the first around row 0, the second around the mean.
+    private static void Moments<T>(ref BatchNormArgs<T> a, Chunk<T> chunk, Scratch<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var deviations = (Deviation<T>*)scratch.Terms;
+        for (int j = 0; j < chunk.Count; j++)
+            deviations[j] = new Deviation<T>(chunk.Load(a.X, j));
+        Sum(a.X, a.N, a.C, chunk, deviations, scratch.Sums);
+        var squares = (SquaredDeviation<T>*)scratch.Terms;
+        for (int j = 0; j < chunk.Count; j++)
+        {
+            var mean = DoubleLanes.Widen(chunk.Load(a.X, j)) + scratch.Sums[j] / a.N; // the shift, row 0, plus the mean deviation
+            chunk.Store(mean, a.Mean, j);
+            var (hi, lo) = BatchNormFormulas.Split<T>(mean);
+            squares[j] = new SquaredDeviation<T>(hi, lo);
+        }
+        Sum(a.X, a.N, a.C, chunk, squares, scratch.Sums);
+        for (int j = 0; j < chunk.Count; j++)
+            chunk.Store(scratch.Sums[j], a.M2, j);
+    }
+
+    // sums[j] = Σ over the rows, in order, of terms[j](x) for unit j of the chunk.
+    private static void Sum<T, TTerm>(T* x, int n, int c, Chunk<T> chunk, TTerm* terms, DoubleLanes* sums)
+        where T : unmanaged, IFloatingPointIeee754<T> where TTerm : unmanaged, ITerm<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+            sums[j] = default;
+        for (int i = 0; i < n; i++)
+        {
+            T* row = x + (long)i * c;
+            T* blocks = row + chunk.FirstBlockChannel;
+            for (int j = 0; j < chunk.Blocks; j++)
+                sums[j].Add(terms[j].Of(Vector256.Load(blocks + j * Vector256<T>.Count)));
+            T* singles = row + chunk.FirstSingleChannel;
+            for (int j = chunk.Blocks; j < chunk.Count; j++)
+                sums[j].Add(terms[j].Of(Vector256.CreateScalar(singles[j - chunk.Blocks])));
+        }
+    }
+
+    // Σdy and Σdy·(x − μ) of a chunk's units into scratch.SumDy/SumDyXc, μ into scratch.Hi/Lo; accumulates dβ and dγ.
+    private static void GradientSums<T>(ref BatchNormArgs<T> a, Chunk<T> chunk, Scratch<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+        {
+            (scratch.Hi[j], scratch.Lo[j]) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
+            scratch.SumDy[j] = default;
+            scratch.SumDyXc[j] = default;
+        }
+        int w = Vector256<T>.Count;
+        for (int i = 0; i < a.N; i++)
+        {
+            long row = (long)i * a.C;
+            for (int j = 0, at = chunk.FirstBlockChannel; j < chunk.Blocks; j++, at += w)
+            {
+                var dy = Vector256.Load(a.DY + row + at);
+                scratch.SumDy[j].Add(dy);
+                scratch.SumDyXc[j].Add(dy * ((Vector256.Load(a.X + row + at) - scratch.Hi[j]) - scratch.Lo[j]));
+            }
+            for (int j = chunk.Blocks, at = chunk.FirstSingleChannel; j < chunk.Count; j++, at++)
+            {
+                var dy = Vector256.CreateScalar(a.DY[row + at]);
+                scratch.SumDy[j].Add(dy);
+                scratch.SumDyXc[j].Add(dy * ((Vector256.CreateScalar(a.X[row + at]) - scratch.Hi[j]) - scratch.Lo[j]));
+            }
+        }
+        for (int j = 0; j < chunk.Count; j++)
+        {
+            // dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ), rounded to T before the addition as in the plane layout.
+            if (a.DBeta != null)
+                chunk.Store(chunk.Load(a.DBeta, j) + scratch.SumDy[j].Narrow<T>(), a.DBeta, j);
+            if (a.DGamma != null)
+                chunk.Store(chunk.Load(a.DGamma, j) + (scratch.SumDyXc[j] * chunk.Load(a.InvStd, j)).Narrow<T>(), a.DGamma, j);
+        }
+    }
+
+    // y = maps[j](x, dy) for unit j of the chunk, row after row.
+    private static void Map<T, TMap>(T* y, T* x, T* dy, int n, int c, Chunk<T> chunk, TMap* maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : unmanaged, IMap<T>
+    {
+        int w = Vector256<T>.Count;
+        for (int i = 0; i < n; i++)
+        {
+            long row = (long)i * c;
+            for (int j = 0, at = chunk.FirstBlockChannel; j < chunk.Blocks; j++, at += w)
+                maps[j].Of(Vector256.Load(x + row + at), Vector256.Load(dy + row + at)).Store(y + row + at);
+            for (int j = chunk.Blocks, at = chunk.FirstSingleChannel; j < chunk.Count; j++, at++)
+                y[row + at] = maps[j].Of(Vector256.CreateScalar(x[row + at]), Vector256.CreateScalar(dy[row + at])).ToScalar();
+        }
+    }
+
+    /// <summary>Units [u0, u1): <see cref="Blocks"/> whole blocks from channel <see cref="FirstBlockChannel"/>, then single
+    /// channels from <see cref="FirstSingleChannel"/>; unit j of the chunk is its j-th.</summary>
+    private readonly struct Chunk<T> where T : unmanaged
+    {
+        public int FirstBlockChannel { get; init; }
+        public int Blocks { get; init; }
+        public int FirstSingleChannel { get; init; }
+        public int Count { get; init; }
+
+        public static Chunk<T> Of(int u0, int u1, int c)
+        {
+            int w = Vector256<T>.Count, whole = c / w;
+            int blocks = Math.Max(0, Math.Min(u1, whole) - u0);
+            return new Chunk<T>
+            {
+                FirstBlockChannel = u0 * w, Blocks = blocks, FirstSingleChannel = whole * w + Math.Max(u0, whole) - whole, Count = u1 - u0,
+            };
+        }
+
+        public int Width(int j) => j < Blocks ? Vector256<T>.Count : 1;
+
+        public int Channel(int j, int lane) =>
+            j < Blocks ? FirstBlockChannel + j * Vector256<T>.Count + lane : FirstSingleChannel + j - Blocks;
+
+        public DoubleLanes Gamma<TT>(ref BatchNormArgs<TT> a, int j) where TT : unmanaged, IFloatingPointIeee754<TT> =>
+            a.Gamma == null ? DoubleLanes.Create(1.0) : DoubleLanes.Widen(Lanes.Load(a.Gamma + Channel(j, 0), Width(j)));
+
+        public DoubleLanes Beta<TT>(ref BatchNormArgs<TT> a, int j) where TT : unmanaged, IFloatingPointIeee754<TT> =>
+            a.Beta == null ? DoubleLanes.Create(0.0) : DoubleLanes.Widen(Lanes.Load(a.Beta + Channel(j, 0), Width(j)));
+
+        /// <summary>Unit j's values of a per-channel array (or of row 0), lane 0 only for a single channel.</summary>
+        public Vector256<T> Load(T* p, int j) => Lanes.Load(p + Channel(j, 0), Width(j));
+
+        public void Store(Vector256<T> v, T* p, int j) => Lanes.Store(v, p + Channel(j, 0), Width(j));
+
+        public DoubleLanes Load(double* p, int j) => DoubleLanes.Load(p + Channel(j, 0), Width(j));
+
+        public void Store(DoubleLanes v, double* p, int j) => v.Store(p + Channel(j, 0), Width(j));
+
+    }
+
+    /// <summary>Per-thread working memory for chunks, carved out of one stack buffer: per-unit accumulators, terms and means.</summary>
+    private readonly struct Scratch<T> where T : unmanaged
+    {
+        public const int Bytes = ChunkUnits * (4 * 64 + 2 * 32);
+        public readonly DoubleLanes* Sums, SumDy, SumDyXc;
+        public readonly byte* Terms;
+        public readonly Vector256<T>* Hi, Lo;
+
+        public Scratch(byte* p)
+        {
+            Sums = (DoubleLanes*)p;
+            SumDy = Sums + ChunkUnits;
+            SumDyXc = SumDy + ChunkUnits;
+            Terms = (byte*)(SumDyXc + ChunkUnits); // up to 64 bytes a term
+            Hi = (Vector256<T>*)(Terms + ChunkUnits * 64);
+            Lo = Hi + ChunkUnits;
+        }
+    }
+}
