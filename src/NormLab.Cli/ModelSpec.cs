@@ -8,7 +8,7 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
 {
     public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
 
-    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "whiten", "lp1", "lp2", "lpinf"];
+    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "frozen", "whiten", "lp1", "lp2", "lpinf"];
 
     /// <summary>Whether the model takes [N, 784] rather than [N, 1, 28, 28].</summary>
     public bool Flat => Model is "ioffe-mlp" or "mlp";
@@ -49,6 +49,7 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
         "whiten" => NormKind.Whiten,
         "renorm" => NormKind.Renorm,
         "ghost" => NormKind.Ghost,
+        "frozen" => NormKind.Frozen,
         "lp1" => NormKind.Lp1,
         "lp2" => NormKind.Lp2,
         "lpinf" => NormKind.LpInf,

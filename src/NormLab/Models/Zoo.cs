@@ -15,6 +15,8 @@ public enum NormKind
     Instance,
     /// <summary>BatchNorm followed by noise re-sampled at every step (<see cref="NoisyBatchNorm"/>, additive, a = 1, b = 2).</summary>
     Noisy,
+    /// <summary>BatchNorm with frozen statistics from the start (<see cref="BatchNorm.Freeze"/>): γ·(x − 0)/√(1 + eps) + β until unfrozen.</summary>
+    Frozen,
     /// <summary>Ghost BatchNorm with virtual batches of 16 samples (<see cref="GhostBatchNorm"/>).</summary>
     Ghost,
     /// <summary>Batch renormalization (<see cref="BatchRenorm"/>) with the paper's r_max/d_max schedule.</summary>
@@ -71,6 +73,7 @@ public static class Zoo
         NormKind.Whiten => new DecorrelatedBatchNorm(features),
         NormKind.Renorm => new BatchRenorm(features),
         NormKind.Ghost => new GhostBatchNorm(features, virtualBatchSize: 16),
+        NormKind.Frozen => (spatial ? new BatchNorm2d(features) : new BatchNorm1d(features)).Freeze(),
         NormKind.Lp1 => new LpBatchNorm(features, 1),
         NormKind.Lp2 => new LpBatchNorm(features, 2),
         NormKind.LpInf => new LpBatchNorm(features, double.PositiveInfinity),

@@ -98,6 +98,31 @@ public abstract class BatchNorm : Module, IBatchCounter
     /// <inheritdoc/>
     bool IBatchCounter.TracksBatches => TrackRunningStats;
 
+    /// <summary>
+    /// Whether the statistics are frozen: the running statistics normalize in training too and are not updated, so the
+    /// layer is the affine map of eval mode while γ and β still learn (FrozenBN). Independent of <see cref="Module.Training"/>:
+    /// a later <c>Train()</c> does not unfreeze (in PyTorch, freezing by calling <c>eval()</c> on the layer is silently
+    /// undone by the next <c>model.train()</c>).
+    /// </summary>
+    public bool Frozen { get; private set; }
+
+    /// <summary>Freezes the statistics (see <see cref="Frozen"/>).</summary>
+    /// <exception cref="InvalidOperationException">The layer keeps no running statistics to freeze.</exception>
+    public BatchNorm Freeze()
+    {
+        if (RunningMean is null)
+            throw new InvalidOperationException($"{this}: cannot freeze statistics it does not keep (track_running_stats=False).");
+        Frozen = true;
+        return this;
+    }
+
+    /// <summary>Uses batch statistics in training again.</summary>
+    public BatchNorm Unfreeze()
+    {
+        Frozen = false;
+        return this;
+    }
+
     /// <summary>Resets running statistics to mean 0, variance 1, and the batch counter to 0.</summary>
     public void ResetRunningStats()
     {
@@ -124,7 +149,7 @@ public abstract class BatchNorm : Module, IBatchCounter
         _layout = (n, c, s);
         _input = x;
         var y = Tensor.Ensure(ref _output, x.Shape);
-        _usedBatchStats = Training || RunningMean is null;
+        _usedBatchStats = (Training && !Frozen) || RunningMean is null;
         if (x.Length == 0)
             return y;
         if (_usedBatchStats)
