@@ -29,6 +29,7 @@ public class ZooTests
     [InlineData(NormKind.Whiten)]
     [InlineData(NormKind.Renorm)]
     [InlineData(NormKind.Ghost)]
+    [InlineData(NormKind.Frozen)]
     [InlineData(NormKind.Lp1)]
     [InlineData(NormKind.LpInf)]
     public void EveryNormalizationPlugsIntoEveryModel(NormKind kind)
@@ -38,7 +39,7 @@ public class ZooTests
         ForwardBackward(Zoo.Cnn(kind, rng: new Rng(1)), images, 10);
         ForwardBackward(Zoo.ResNet(kind, blocksPerStage: 1, rng: new Rng(1)), images, 10);
         ForwardBackward(Zoo.IoffeMlp(kind, rng: new Rng(1)), TensorAssert.Randn(8, batch, 784), 10);
-        var norms = Zoo.Cnn(kind, rng: new Rng(1)).Layers.Where(m => m is RowNorm or NoisyBatchNorm or DecorrelatedBatchNorm or LpBatchNorm or BatchRenorm or GhostBatchNorm)
+        var norms = Zoo.Cnn(kind, rng: new Rng(1)).Layers.Where(m => m is RowNorm or NoisyBatchNorm or DecorrelatedBatchNorm or LpBatchNorm or BatchRenorm or GhostBatchNorm or BatchNorm)
             .Select(m => m.GetType().Name).ToArray();
         Assert.Equal(kind switch
         {
@@ -49,6 +50,7 @@ public class ZooTests
             NormKind.Whiten => ["DecorrelatedBatchNorm", "DecorrelatedBatchNorm", "DecorrelatedBatchNorm"],
             NormKind.Renorm => ["BatchRenorm", "BatchRenorm", "BatchRenorm"],
             NormKind.Ghost => ["GhostBatchNorm", "GhostBatchNorm", "GhostBatchNorm"],
+            NormKind.Frozen => ["BatchNorm2d", "BatchNorm2d", "BatchNorm1d"],
             _ => ["LpBatchNorm", "LpBatchNorm", "LpBatchNorm"],
         }, norms);
         Assert.Equal(32, ((GroupNorm)Zoo.Norm(NormKind.Group, 64, spatial: true)).NumGroups);

@@ -73,7 +73,7 @@ public static class Zoo
         NormKind.Whiten => new DecorrelatedBatchNorm(features),
         NormKind.Renorm => new BatchRenorm(features),
         NormKind.Ghost => new GhostBatchNorm(features, virtualBatchSize: 16),
-        NormKind.Frozen => (spatial ? new BatchNorm2d(features) : new BatchNorm1d(features)).Freeze(),
+        NormKind.Frozen => (spatial ? (BatchNorm)new BatchNorm2d(features) : new BatchNorm1d(features)).Freeze(),
         NormKind.Lp1 => new LpBatchNorm(features, 1),
         NormKind.Lp2 => new LpBatchNorm(features, 2),
         NormKind.LpInf => new LpBatchNorm(features, double.PositiveInfinity),
