@@ -79,6 +79,11 @@ public static unsafe class RowNormKernels
     private static void NormalizeRows<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var l = a.Layout;
+        if (l.SegmentSize == 1 && l.Patterns == 1)
+        {
+            NormalizeElementwise(ref a, first, end);
+            return;
+        }
         for (int r = first; r < end; r++)
         {
             var (hi, lo) = Centered.Split<T>(a.Mean[r]);
@@ -131,6 +136,11 @@ public static unsafe class RowNormKernels
     private static void BackwardRows<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var l = a.Layout;
+        if (l.SegmentSize == 1 && l.Patterns == 1)
+        {
+            BackwardElementwise(ref a, first, end);
+            return;
+        }
         int sums = l.Rows * l.Segments;
         var sumDy = a.MeanOut.Slice(0, sums);
         var sumDyXc = a.MeanOut.Slice(sums, sums);
@@ -157,6 +167,75 @@ public static unsafe class RowNormKernels
                 int at = r * l.Length + k * l.SegmentSize;
                 T scale = T.CreateChecked(Gamma(a.Gamma, p0 + k) * istd);
                 Apply(a.Y.Slice(at, l.SegmentSize), a.DY.Slice(at, l.SegmentSize), a.X.Slice(at, l.SegmentSize), hi, lo, scale, b, c);
+            }
+        }
+    }
+
+    // LayerNorm: one parameter per value of the row, so the affine map is element-wise and vectorizes along the row.
+    private static void NormalizeElementwise<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int length = a.Layout.Length;
+        for (int r = first; r < end; r++)
+        {
+            var (hi, lo) = Centered.Split<T>(a.Mean[r]);
+            T istd = T.CreateChecked(a.InvStd[r]);
+            var x = a.X.Slice(r * length, length);
+            var y = a.Y.Slice(r * length, length);
+            int i = 0;
+            if (Vector.IsHardwareAccelerated && !a.Gamma.IsEmpty && !a.Beta.IsEmpty)
+            {
+                Vector<T> vh = new(hi), vl = new(lo), vs = new(istd);
+                for (; i <= length - Vector<T>.Count; i += Vector<T>.Count)
+                {
+                    var xc = (new Vector<T>(x.Slice(i)) - vh) - vl;
+                    (xc * vs * new Vector<T>(a.Gamma.Slice(i)) + new Vector<T>(a.Beta.Slice(i))).CopyTo(y.Slice(i));
+                }
+            }
+            for (; i < length; i++)
+            {
+                T g = a.Gamma.IsEmpty ? T.One : a.Gamma[i], b = a.Beta.IsEmpty ? T.Zero : a.Beta[i];
+                y[i] = ((x[i] - hi) - lo) * istd * g + b;
+            }
+        }
+    }
+
+    // LayerNorm's backward: per value, g = γ·dy; the row sums Σg and Σg·(x − μ) in double from vector partial sums.
+    private static void BackwardElementwise<T>(ref Args<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int length = a.Layout.Length, sums = a.Layout.Rows * length;
+        for (int r = first; r < end; r++)
+        {
+            var (hi, lo) = Centered.Split<T>(a.Mean[r]);
+            var x = a.X.Slice(r * length, length);
+            var dy = a.DY.Slice(r * length, length);
+            var sumDy = a.MeanOut.Slice(r * length, length);
+            var sumDyXc = a.MeanOut.Slice(sums + r * length, length);
+            double gSum = 0, gXcSum = 0;
+            for (int i = 0; i < length; i++)
+            {
+                double d = double.CreateChecked(dy[i]), xc = double.CreateChecked((x[i] - hi) - lo), g = Gamma(a.Gamma, i);
+                sumDy[i] = d;
+                sumDyXc[i] = d * xc;
+                gSum += g * d;
+                gXcSum += g * d * xc;
+            }
+            double istd = a.InvStd[r];
+            T b = T.CreateChecked(istd * gSum / length), c = T.CreateChecked(istd * istd * istd * gXcSum / length), vIstd = T.CreateChecked(istd);
+            var dx = a.Y.Slice(r * length, length);
+            int j = 0;
+            if (Vector.IsHardwareAccelerated && !a.Gamma.IsEmpty)
+            {
+                Vector<T> vh = new(hi), vl = new(lo), vs = new(vIstd), vb = new(b), vc = new(c);
+                for (; j <= length - Vector<T>.Count; j += Vector<T>.Count)
+                {
+                    var xc = (new Vector<T>(x.Slice(j)) - vh) - vl;
+                    (new Vector<T>(a.Gamma.Slice(j)) * vs * new Vector<T>(dy.Slice(j)) - (vb + xc * vc)).CopyTo(dx.Slice(j));
+                }
+            }
+            for (; j < length; j++)
+            {
+                T g = a.Gamma.IsEmpty ? T.One : a.Gamma[j];
+                dx[j] = g * vIstd * dy[j] - (b + ((x[j] - hi) - lo) * c);
             }
         }
     }
