@@ -60,6 +60,14 @@ public class GemmBenchmarks : WorkloadBenchmark
     public static IEnumerable<string> All => Names("gemm");
 }
 
+public class FoldBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("fold");
+}
+
 public class StepBenchmarks : WorkloadBenchmark
 {
     [ParamsSource(nameof(All))]

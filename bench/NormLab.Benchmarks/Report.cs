@@ -53,6 +53,21 @@ public static class Report
             sb.AppendLine(Inv, $"| {w.Name} | {Rate(w.Name, 1):F1} {(w.Flops > 0 ? "GFLOP/s" : "GB/s")} | {Rate(w.Name, 2):F1} {(w.Flops > 0 ? "GFLOP/s" : "GB/s")} |");
         sb.AppendLine();
 
+        var fold = Workloads.Group("fold").Select(w => w.Name).Where(n => results.Any(r => r.Workload == n)).ToList();
+        if (fold.Count == 2)
+        {
+            sb.AppendLine("## Folding BatchNorm into the convolutions (NormLab only; the CNN in eval mode, batch 128)");
+            sb.AppendLine();
+            sb.AppendLine("| threads | with BN ms | folded ms | speedup |");
+            sb.AppendLine("|---|---|---|---|");
+            foreach (int threads in new[] { 1, 2 })
+            {
+                double plain = Median(fold[0], threads), folded = Median(fold[1], threads);
+                sb.AppendLine(Inv, $"| {threads} | {Ms(plain)} | {Ms(folded)} | {plain / folded:F2}× |");
+            }
+            sb.AppendLine();
+        }
+
         foreach (var (group, title) in new[] { ("bn2d", "BatchNorm2d"), ("bn1d", "BatchNorm1d"), ("gemm", "SGEMM"), ("step", "Training steps") })
         {
             var names = Workloads.Group(group).Select(w => w.Name).Where(n => results.Any(r => r.Workload == n)).ToList();

@@ -46,6 +46,8 @@ public static class Workloads
         }
         foreach (var (form, m, k, n) in GemmShapes)
             yield return new($"gemm/{form}/{m}x{k}x{n}", () => Gemm(form, m, k, n), Flops: 2.0 * m * k * n);
+        yield return new("fold/cnn-eval", () => Inference(folded: false));
+        yield return new("fold/cnn-eval-folded", () => Inference(folded: true));
         yield return new("step/mlp-bn", () => Step(Zoo.IoffeMlp(NormKind.Batch, rng: new Rng(1)), new Tensor(60, 784)));
         yield return new("step/mlp", () => Step(Zoo.IoffeMlp(NormKind.None, rng: new Rng(1)), new Tensor(60, 784)));
         yield return new("step/cnn-bn", () => Step(Zoo.Cnn(NormKind.Batch, rng: new Rng(1)), new Tensor(128, 1, 28, 28)));
@@ -92,6 +94,17 @@ public static class Workloads
             "ABt" => () => Kernels.Gemm.ABt<float>(c.Span, a.Span, b.Span, m, k, n),
             _ => () => Kernels.Gemm.AtB<float>(c.Span, a.Span, b.Span, m, k, n),
         };
+    }
+
+    // The CNN with BN in eval mode on a batch of 128, as trained, or with every BN folded into the convolution before it.
+    private static Action Inference(bool folded)
+    {
+        var model = Zoo.Cnn(NormKind.Batch, rng: new Rng(1));
+        var x = Random(new Rng(5), 128, 1, 28, 28);
+        model.Forward(x); // running statistics off their initial values
+        model.Eval();
+        Module run = folded ? model.FoldBatchNorm() : model;
+        return () => run.Forward(x);
     }
 
     private static Action Step(Module model, Tensor x)
