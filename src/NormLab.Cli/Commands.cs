@@ -44,12 +44,18 @@ internal static class Commands
         var binarize = Opt("--binarize", "binarize pixels at 0.5 (Ioffe & Szegedy's binary images)", false);
         var outDir = Opt("--out", "output folder (metrics.csv, model.safetensors, resume.safetensors)", "runs/latest");
         var resume = Opt("--resume", "continue from the checkpoint in --out", false);
+        var groups = new Option<int?>("--groups") { Description = "--norm group: groups per layer (default 32, or the largest divisor of the channels below it)" };
+        var virtualBatch = Opt("--virtual-batch", "--norm ghost: samples per virtual batch", 16);
+        var whitenGroup = new Option<int?>("--whiten-group") { Description = "--norm whiten: channels whitened together (default: largest divisor up to 16)" };
+        var noiseA = Opt("--noise-a", "--norm noisy: noise means from U(-a, a)", 1.0);
+        var noiseB = Opt("--noise-b", "--norm noisy: noise scales from U(1, b)", 2.0);
+        var noise = Opt("--noise", "--norm noisy: additive or multiplicative", "additive");
         var threads = Opt("--threads", "worker threads (results are the same for any number)", Environment.ProcessorCount);
         var json = Opt("--json", "end standard output with one JSON object of the results", false);
         var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
         {
             model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume,
-            threads, json,
+            groups, virtualBatch, whitenGroup, noiseA, noiseB, noise, threads, json,
         };
         cmd.SetAction(p => Guard(err, () =>
         {
@@ -66,7 +72,11 @@ internal static class Commands
                 throw new ArgumentException($"--threads must be between 1 and 1024, got {p.GetValue(threads)}");
             if (!(p.GetValue(lr) > 0))
                 throw new ArgumentException($"--lr must be positive, got {p.GetValue(lr)}");
-            var spec = new ModelSpec(p.GetValue(model)!, ModelSpec.ParseNorm(p.GetValue(norm)!), ModelSpec.ParsePosition(p.GetValue(position)!),
+            if (p.GetValue(virtualBatch) < 2)
+                throw new ArgumentException($"--virtual-batch must be at least 2, got {p.GetValue(virtualBatch)}");
+            var normSpec = new NormSpec(ModelSpec.ParseNorm(p.GetValue(norm)!), p.GetValue(groups), p.GetValue(virtualBatch), p.GetValue(whitenGroup),
+                p.GetValue(noiseA), p.GetValue(noiseB), ModelSpec.ParseNoise(p.GetValue(noise)!));
+            var spec = new ModelSpec(p.GetValue(model)!, normSpec, ModelSpec.ParsePosition(p.GetValue(position)!),
                 p.GetValue(initStd), p.GetValue(binarize));
             spec.Build(new Rng(0));   // validates the model name before any data is read
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
@@ -153,7 +163,7 @@ internal static class Commands
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var (_, test) = Datasets.Load(folder, spec.Binarize);
             var (loss, accuracy) = TrainRun.Evaluate(net, test, spec.Flat);
-            log.WriteLine($"{spec.Model} (norm {spec.Norm.ToString().ToLowerInvariant()}) on {test.Count} test images: loss {loss:F4}, accuracy {accuracy:P2}");
+            log.WriteLine($"{spec.Model} (norm {spec.Norm.Kind.ToString().ToLowerInvariant()}) on {test.Count} test images: loss {loss:F4}, accuracy {accuracy:P2}");
             if (p.GetValue(json))
                 log.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object> { ["test_loss"] = loss, ["test_accuracy"] = accuracy, ["images"] = test.Count }));
             return 0;

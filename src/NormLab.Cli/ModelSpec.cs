@@ -4,7 +4,7 @@ using NormLab.Models;
 namespace NormLab.Cli;
 
 /// <summary>A zoo model and its arguments; stored in checkpoint metadata so that eval and resume rebuild the same network.</summary>
-internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Position, double InitStd, bool Binarize)
+internal sealed record ModelSpec(string Model, NormSpec Norm, NormPosition Position, double InitStd, bool Binarize)
 {
     public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
 
@@ -25,7 +25,13 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
     public Dictionary<string, string> ToMetadata() => new()
     {
         ["model"] = Model,
-        ["norm"] = Norm.ToString().ToLowerInvariant(),
+        ["norm"] = Norm.Kind.ToString().ToLowerInvariant(),
+        ["norm_groups"] = Norm.Groups?.ToString(CultureInfo.InvariantCulture) ?? "auto",
+        ["norm_virtual_batch"] = Norm.VirtualBatch.ToString(CultureInfo.InvariantCulture),
+        ["norm_whiten_group"] = Norm.WhitenGroup?.ToString(CultureInfo.InvariantCulture) ?? "auto",
+        ["noise_a"] = Norm.NoiseA.ToString("R", CultureInfo.InvariantCulture),
+        ["noise_b"] = Norm.NoiseB.ToString("R", CultureInfo.InvariantCulture),
+        ["noise"] = Norm.Noise.ToString().ToLowerInvariant(),
         ["norm_position"] = Position.ToString().ToLowerInvariant(),
         ["init_std"] = InitStd.ToString("R", CultureInfo.InvariantCulture),
         ["binarize"] = Binarize ? "true" : "false",
@@ -34,7 +40,13 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
     public static ModelSpec FromMetadata(IReadOnlyDictionary<string, string> meta, string path)
     {
         string Get(string key) => meta.TryGetValue(key, out var v) ? v : throw new NormLabFormatException($"{path}: metadata has no '{key}'; not a normlab training checkpoint.");
-        return new ModelSpec(Get("model"), ParseNorm(Get("norm")), ParsePosition(Get("norm_position")),
+        // Settings of the variants: absent in checkpoints written before they existed, so defaults then.
+        string Opt(string key, string fallback) => meta.TryGetValue(key, out var v) ? v : fallback;
+        int? Auto(string key) => Opt(key, "auto") is var v && v == "auto" ? null : int.Parse(v, CultureInfo.InvariantCulture);
+        var norm = new NormSpec(ParseNorm(Get("norm")), Auto("norm_groups"), int.Parse(Opt("norm_virtual_batch", "16"), CultureInfo.InvariantCulture),
+            Auto("norm_whiten_group"), double.Parse(Opt("noise_a", "1"), CultureInfo.InvariantCulture), double.Parse(Opt("noise_b", "2"), CultureInfo.InvariantCulture),
+            ParseNoise(Opt("noise", "additive")));
+        return new ModelSpec(Get("model"), norm, ParsePosition(Get("norm_position")),
             double.Parse(Get("init_std"), CultureInfo.InvariantCulture), Get("binarize") == "true");
     }
 
@@ -54,6 +66,13 @@ internal sealed record ModelSpec(string Model, NormKind Norm, NormPosition Posit
         "lp2" => NormKind.Lp2,
         "lpinf" => NormKind.LpInf,
         _ => throw new ArgumentException($"unknown --norm '{s}' (known: {string.Join(", ", Norms)})"),
+    };
+
+    public static NoiseKind ParseNoise(string s) => s switch
+    {
+        "additive" => NoiseKind.Additive,
+        "multiplicative" => NoiseKind.Multiplicative,
+        _ => throw new ArgumentException($"unknown --noise '{s}' (known: additive, multiplicative)"),
     };
 
     public static NormPosition ParsePosition(string s) => s switch

@@ -64,11 +64,11 @@ internal static class TrainRun
             File.WriteAllText(metrics, "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds\n");
         File.WriteAllText(Path.Combine(o.Out, "config.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
         {
-            ["model"] = o.Spec.Model, ["norm"] = o.Spec.Norm.ToString().ToLowerInvariant(), ["norm_position"] = o.Spec.Position.ToString().ToLowerInvariant(),
+            ["model"] = o.Spec.Model, ["norm"] = o.Spec.Norm.Kind.ToString().ToLowerInvariant(), ["norm_settings"] = o.Spec.Norm, ["norm_position"] = o.Spec.Position.ToString().ToLowerInvariant(),
             ["init_std"] = o.Spec.InitStd, ["binarize"] = o.Spec.Binarize, ["data"] = o.DataFolder, ["optimizer"] = o.Optimizer, ["lr"] = o.Lr,
             ["momentum"] = o.Momentum, ["weight_decay"] = o.WeightDecay, ["batch"] = o.Batch, ["steps"] = o.Steps, ["epochs"] = o.Epochs,
             ["eval_every"] = o.EvalEvery, ["seed"] = o.Seed, ["threads"] = o.Threads,
-        }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } }));
 
         var loss = new SoftmaxCrossEntropy();
         var clock = Stopwatch.StartNew();

@@ -89,6 +89,25 @@ public class CliTests
     }
 
     [Fact]
+    public void VariantSettingsTravelThroughTheCheckpoint()
+    {
+        string data = Paths.Dataset("mnist-10k"), dir = TempDir();
+        var (code, _, err) = Run("train", "--model", "cnn", "--norm", "group", "--groups", "4", "--data", data, "--steps", "3", "--batch", "8",
+            "--eval-every", "3", "--out", dir);
+        Assert.True(code == 0, err);
+        var (_, meta) = SafeTensors.Read(Path.Combine(dir, TrainRun.ModelName));
+        Assert.Equal("group", meta["norm"]);
+        Assert.Equal("4", meta["norm_groups"]);
+        Assert.Contains("\"Groups\": 4", File.ReadAllText(Path.Combine(dir, "config.json")));
+        var eval = Run("eval", "--checkpoint", Path.Combine(dir, TrainRun.ModelName), "--data", data);
+        Assert.True(eval.Code == 0, eval.Err);
+        (code, _, err) = Run("train", "--model", "cnn", "--norm", "group", "--groups", "5", "--data", data, "--steps", "3", "--out", TempDir());
+        Assert.Equal(1, code);
+        Assert.Contains("divisible", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
     public void CorruptDataAndCheckpointFilesAreReportedByName()
     {
         string dir = TempDir();

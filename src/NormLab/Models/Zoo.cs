@@ -31,6 +31,24 @@ public enum NormKind
     LpInf,
 }
 
+/// <summary>
+/// A normalization kind with the settings of the variants that have any; converts implicitly from <see cref="NormKind"/>
+/// (every setting at its default).
+/// </summary>
+/// <param name="Kind">The layer.</param>
+/// <param name="Groups">GroupNorm's group count (null: 32, or the largest divisor of the channel count below it).</param>
+/// <param name="VirtualBatch">Ghost BatchNorm's virtual batch size.</param>
+/// <param name="WhitenGroup">Channels whitened together (null: the largest divisor of the channel count up to 16).</param>
+/// <param name="NoiseA">Noisy BatchNorm: noise means from U(−a, a).</param>
+/// <param name="NoiseB">Noisy BatchNorm: noise scales from U(1, b).</param>
+/// <param name="Noise">Noisy BatchNorm: additive or multiplicative.</param>
+public sealed record NormSpec(NormKind Kind, int? Groups = null, int VirtualBatch = 16, int? WhitenGroup = null, double NoiseA = 1, double NoiseB = 2,
+    NoiseKind Noise = NoiseKind.Additive)
+{
+    /// <summary>The kind with default settings.</summary>
+    public static implicit operator NormSpec(NormKind kind) => new(kind);
+}
+
 /// <summary>Where normalization sits relative to the activation.</summary>
 public enum NormPosition
 {
@@ -63,27 +81,28 @@ public static class Zoo
     /// The normalization layer for <paramref name="features"/> channels of a 2-D ([N, C]) or 4-D input;
     /// <paramref name="rng"/> seeds layers that draw random numbers (a fork of <see cref="Rng.Global"/> when null).
     /// </summary>
-    public static Module Norm(NormKind kind, int features, bool spatial, Rng? rng = null) => kind switch
+    public static Module Norm(NormSpec spec, int features, bool spatial, Rng? rng = null) => spec.Kind switch
     {
-        NormKind.Noisy => new NoisyBatchNorm(spatial ? new BatchNorm2d(features) : new BatchNorm1d(features), rng: (rng ?? Rng.Global).Fork()),
+        NormKind.Noisy => new NoisyBatchNorm(spatial ? new BatchNorm2d(features) : new BatchNorm1d(features), spec.NoiseA, spec.NoiseB, spec.Noise,
+            (rng ?? Rng.Global).Fork()),
         NormKind.Batch => spatial ? new BatchNorm2d(features) : new BatchNorm1d(features),
-        NormKind.Group => new GroupNorm(GroupNorm.DivisorGroups(features), features),
+        NormKind.Group => new GroupNorm(spec.Groups ?? GroupNorm.DivisorGroups(features), features),
         NormKind.Layer => spatial ? new GroupNorm(1, features) : new LayerNorm(features),
         NormKind.Instance => spatial ? new InstanceNorm2d(features, affine: true) : new LayerNorm(features),
-        NormKind.Whiten => new DecorrelatedBatchNorm(features),
+        NormKind.Whiten => new DecorrelatedBatchNorm(features, spec.WhitenGroup),
         NormKind.Renorm => new BatchRenorm(features),
-        NormKind.Ghost => new GhostBatchNorm(features, virtualBatchSize: 16),
+        NormKind.Ghost => new GhostBatchNorm(features, spec.VirtualBatch),
         NormKind.Frozen => (spatial ? (BatchNorm)new BatchNorm2d(features) : new BatchNorm1d(features)).Freeze(),
         NormKind.Lp1 => new LpBatchNorm(features, 1),
         NormKind.Lp2 => new LpBatchNorm(features, 2),
         NormKind.LpInf => new LpBatchNorm(features, double.PositiveInfinity),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), $"No normalization layer for '{kind}'."),
+        _ => throw new ArgumentOutOfRangeException(nameof(spec), $"No normalization layer for '{spec.Kind}'."),
     };
 
     /// <summary>
     /// Ioffe &amp; Szegedy's MNIST network (§4.1): 784-100-100-100-10, sigmoid, weights from N(0, initStd²), biases 0.
     /// </summary>
-    public static Sequential IoffeMlp(NormKind norm, NormPosition position = NormPosition.Before, double initStd = 0.1, Rng? rng = null)
+    public static Sequential IoffeMlp(NormSpec norm, NormPosition position = NormPosition.Before, double initStd = 0.1, Rng? rng = null)
     {
         rng ??= Rng.Global;
         var model = Mlp(784, [100, 100, 100], 10, ActivationKind.Sigmoid, norm, position, rng);
@@ -96,7 +115,7 @@ public static class Zoo
     }
 
     /// <summary>A multilayer perceptron with the given hidden widths (PyTorch's default initialization).</summary>
-    public static Sequential Mlp(int inputs, IReadOnlyList<int> hidden, int classes, ActivationKind activation, NormKind norm,
+    public static Sequential Mlp(int inputs, IReadOnlyList<int> hidden, int classes, ActivationKind activation, NormSpec norm,
         NormPosition position = NormPosition.Before, Rng? rng = null)
     {
         if (hidden.Any(w => w <= 0))
@@ -106,7 +125,7 @@ public static class Zoo
         int width = inputs;
         foreach (int h in hidden)
         {
-            bool normFollows = norm != NormKind.None && position == NormPosition.Before;
+            bool normFollows = norm.Kind != NormKind.None && position == NormPosition.Before;
             layers.Add(new Linear(width, h, bias: !normFollows, rng: rng));
             AddNormalized(layers, Activation(activation), norm, position, h, spatial: false, rng);
             width = h;
@@ -116,10 +135,10 @@ public static class Zoo
     }
 
     /// <summary>conv3×3(32)-norm-ReLU-maxpool, conv3×3(64)-norm-ReLU-maxpool, linear(3136→128)-norm-ReLU, linear(128→10).</summary>
-    public static Sequential Cnn(NormKind norm, NormPosition position = NormPosition.Before, int classes = 10, Rng? rng = null)
+    public static Sequential Cnn(NormSpec norm, NormPosition position = NormPosition.Before, int classes = 10, Rng? rng = null)
     {
         rng ??= Rng.Global;
-        bool noBias = norm != NormKind.None && position == NormPosition.Before;
+        bool noBias = norm.Kind != NormKind.None && position == NormPosition.Before;
         var layers = new List<Module> { new Conv2d(1, 32, 3, padding: 1, bias: !noBias, rng: rng) };
         AddNormalized(layers, new ReLU(), norm, position, 32, spatial: true, rng);
         layers.Add(new MaxPool2d(2));
@@ -138,10 +157,10 @@ public static class Zoo
     /// (16/32/64 channels; stages 2 and 3 halve the resolution), global average pooling and a linear classifier.
     /// Normalization follows every convolution; a block's shortcut is a 1×1 convolution where its shape changes.
     /// </summary>
-    public static Sequential ResNet(NormKind norm, int blocksPerStage = 2, int classes = 10, Rng? rng = null)
+    public static Sequential ResNet(NormSpec norm, int blocksPerStage = 2, int classes = 10, Rng? rng = null)
     {
         rng ??= Rng.Global;
-        bool hasNorm = norm != NormKind.None;
+        bool hasNorm = norm.Kind != NormKind.None;
         Module ConvNorm(int cin, int cout, int k, int stride, bool relu)
         {
             var parts = new List<Module> { new Conv2d(cin, cout, k, stride, padding: k / 2, bias: !hasNorm, rng: rng) };
@@ -169,9 +188,9 @@ public static class Zoo
         return new Sequential([.. layers]) { NeedsInputGradient = false };
     }
 
-    private static void AddNormalized(List<Module> layers, Module activation, NormKind norm, NormPosition position, int features, bool spatial, Rng rng)
+    private static void AddNormalized(List<Module> layers, Module activation, NormSpec norm, NormPosition position, int features, bool spatial, Rng rng)
     {
-        if (norm == NormKind.None)
+        if (norm.Kind == NormKind.None)
         {
             layers.Add(activation);
             return;
