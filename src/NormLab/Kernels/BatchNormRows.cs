@@ -125,21 +125,37 @@ internal static unsafe class BatchNormRows
             chunk.Store(scratch.Sums[j], a.M2, j);
     }
 
-    // sums[j] = Σ over the rows, in order, of terms[j](x) for unit j of the chunk.
+    // Rows summed in T, in registers, before one widening add into the double accumulators: a read-modify-write of the
+    // accumulator per row cost more than the arithmetic. Runs start at multiples of RowRun, whatever the thread split.
+    private const int RowRun = 16;
+
+    // sums[j] = Σ over the rows, in order (in runs of RowRun), of terms[j](x) for unit j of the chunk.
     private static void Sum<T, TTerm>(T* x, int n, int c, Chunk<T> chunk, TTerm* terms, DoubleLanes* sums)
         where T : unmanaged, IFloatingPointIeee754<T> where TTerm : unmanaged, ITerm<T>
     {
         for (int j = 0; j < chunk.Count; j++)
             sums[j] = default;
-        for (int i = 0; i < n; i++)
+        int w = Vector256<T>.Count;
+        for (int i0 = 0; i0 < n; i0 += RowRun)
         {
-            T* row = x + (long)i * c;
-            T* blocks = row + chunk.FirstBlockChannel;
+            int rows = Math.Min(RowRun, n - i0);
+            T* first = x + (long)i0 * c;
             for (int j = 0; j < chunk.Blocks; j++)
-                sums[j].Add(terms[j].Of(Vector256.Load(blocks + j * Vector256<T>.Count)));
-            T* singles = row + chunk.FirstSingleChannel;
+            {
+                T* p = first + chunk.FirstBlockChannel + j * w;
+                var run = Vector256<T>.Zero;
+                for (int i = 0; i < rows; i++, p += c)
+                    run += terms[j].Of(Vector256.Load(p));
+                sums[j].Add(run);
+            }
             for (int j = chunk.Blocks; j < chunk.Count; j++)
-                sums[j].Add(terms[j].Of(Vector256.CreateScalar(singles[j - chunk.Blocks])));
+            {
+                T* p = first + chunk.FirstSingleChannel + (j - chunk.Blocks);
+                var run = Vector256<T>.Zero;
+                for (int i = 0; i < rows; i++, p += c)
+                    run += terms[j].Of(Vector256.CreateScalar(*p));
+                sums[j].Add(run);
+            }
         }
     }
 
@@ -153,20 +169,25 @@ internal static unsafe class BatchNormRows
             scratch.SumDyXc[j] = default;
         }
         int w = Vector256<T>.Count;
-        for (int i = 0; i < a.N; i++)
+        for (int i0 = 0; i0 < a.N; i0 += RowRun)
         {
-            long row = (long)i * a.C;
-            for (int j = 0, at = chunk.FirstBlockChannel; j < chunk.Blocks; j++, at += w)
+            int rows = Math.Min(RowRun, a.N - i0);
+            long first = (long)i0 * a.C;
+            for (int j = 0; j < chunk.Count; j++)
             {
-                var dy = Vector256.Load(a.DY + row + at);
-                scratch.SumDy[j].Add(dy);
-                scratch.SumDyXc[j].Add(dy * ((Vector256.Load(a.X + row + at) - scratch.Hi[j]) - scratch.Lo[j]));
-            }
-            for (int j = chunk.Blocks, at = chunk.FirstSingleChannel; j < chunk.Count; j++, at++)
-            {
-                var dy = Vector256.CreateScalar(a.DY[row + at]);
-                scratch.SumDy[j].Add(dy);
-                scratch.SumDyXc[j].Add(dy * ((Vector256.CreateScalar(a.X[row + at]) - scratch.Hi[j]) - scratch.Lo[j]));
+                bool block = j < chunk.Blocks;
+                long at = first + (block ? chunk.FirstBlockChannel + j * w : chunk.FirstSingleChannel + (j - chunk.Blocks));
+                var sumDy = Vector256<T>.Zero;
+                var sumDyXc = Vector256<T>.Zero;
+                for (int i = 0; i < rows; i++, at += a.C)
+                {
+                    var dy = block ? Vector256.Load(a.DY + at) : Vector256.CreateScalar(a.DY[at]);
+                    var x = block ? Vector256.Load(a.X + at) : Vector256.CreateScalar(a.X[at]);
+                    sumDy += dy;
+                    sumDyXc += dy * ((x - scratch.Hi[j]) - scratch.Lo[j]);
+                }
+                scratch.SumDy[j].Add(sumDy);
+                scratch.SumDyXc[j].Add(sumDyXc);
             }
         }
         for (int j = 0; j < chunk.Count; j++)
