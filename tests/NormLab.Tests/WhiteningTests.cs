@@ -7,10 +7,10 @@ namespace NormLab.Tests;
 /// <summary>ZCA whitening (decorrelated BatchNorm): identity covariance, the backward through the eigendecomposition in double, errors.</summary>
 public class WhiteningTests
 {
-    // Correlated features: x = z·M with a fixed mixing matrix, plus offsets.
+    // Correlated features: x = z·M plus offsets, with the mixing matrix M fixed by d (the same distribution every call).
     private static double[] Correlated(Rng rng, int m, int d)
     {
-        var mix = Doubles.Gaussian(rng, d * d);
+        var mix = Doubles.Gaussian(new Rng((ulong)(100 + d)), d * d);
         var z = Doubles.Gaussian(rng, m * d);
         var x = new double[m * d];
         for (int i = 0; i < m; i++)
@@ -79,6 +79,34 @@ public class WhiteningTests
         GradCheck.Module(new DecorrelatedBatchNorm(2, groupSize: 2, eps: 1e-2), TensorAssert.Randn(5, 3, 2, 2, 2));
         layer.Eval();
         GradCheck.Module(layer, TensorAssert.Randn(6, 5, 4));
+    }
+
+    [Fact]
+    public void RunningStatisticsWhitenInEvalModeOnceTheyHaveConverged()
+    {
+        // Batches from one fixed correlated distribution: the running mean and whitening matrix converge to the
+        // population's, so eval mode whitens a fresh batch too.
+        var layer = new DecorrelatedBatchNorm(3, groupSize: 3, momentum: 0.1);
+        var rng = new Rng(8);
+        Tensor Batch()
+        {
+            var x = Correlated(rng, 400, 3);
+            return Tensor.FromArray(x.Select(v => (float)v).ToArray(), 400, 3);
+        }
+        for (int step = 0; step < 150; step++)
+            layer.Forward(Batch());
+        layer.Eval();
+        var y = layer.Forward(Batch()).ToArray();
+        for (int a = 0; a < 3; a++)
+        {
+            double mean = Enumerable.Range(0, 400).Average(i => (double)y[i * 3 + a]);
+            Assert.True(Math.Abs(mean) < 0.2, $"channel {a}: mean {mean}");
+            for (int b = 0; b < 3; b++)
+            {
+                double cov = Enumerable.Range(0, 400).Average(i => (double)y[i * 3 + a] * y[i * 3 + b]);
+                Assert.True(Math.Abs(cov - (a == b ? 1 : 0)) < 0.25, $"eval cov[{a},{b}] = {cov}");
+            }
+        }
     }
 
     [Fact]
