@@ -37,7 +37,7 @@ public class ThreadDeterminismTests
         return result;
     }
 
-    public static TheoryData<string> Models => ["cnn", "resnet", "ioffe-mlp"];
+    public static TheoryData<string> Models => ["cnn", "resnet", "ioffe-mlp", "cnn-group", "cnn-instance", "mlp-layer"];
 
     [Theory]
     [MemberData(nameof(Models))]
@@ -47,9 +47,12 @@ public class ThreadDeterminismTests
         {
             "cnn" => rng => Zoo.Cnn(NormKind.Batch, rng: rng),
             "resnet" => rng => Zoo.ResNet(NormKind.Batch, blocksPerStage: 1, rng: rng),
+            "cnn-group" => rng => Zoo.Cnn(NormKind.Group, rng: rng),
+            "cnn-instance" => rng => Zoo.Cnn(NormKind.Instance, rng: rng),
+            "mlp-layer" => rng => Zoo.IoffeMlp(NormKind.Layer, rng: rng),
             _ => rng => Zoo.IoffeMlp(NormKind.Batch, rng: rng),
         };
-        bool flat = name == "ioffe-mlp";
+        bool flat = name is "ioffe-mlp" or "mlp-layer";
         var one = Train(build, 1, flat);
         foreach (int threads in new[] { 2, 3 })
         {
