@@ -64,3 +64,33 @@ public class ActivationTests
         });
     }
 }
+
+/// <summary>The vectorized float sigmoid against the formula in double, over the whole float range.</summary>
+public class FastSigmoidTests
+{
+    [Fact]
+    public void IsWithinAFewUlpOfTheExactSigmoid()
+    {
+        var rng = new Rng(3);
+        var x = Enumerable.Range(0, 20_003).Select(i => i < 20_000 ? (float)(rng.NextDouble() * 200 - 100) : 0f).ToArray();
+        x[20_000] = float.NaN;
+        x[20_001] = float.PositiveInfinity;
+        x[20_002] = float.NegativeInfinity;
+        var y = new float[x.Length];
+        NormLab.Kernels.Activations.Sigmoid<float>(y, x);
+        for (int i = 0; i < 20_000; i++)
+        {
+            double exact = 1 / (1 + Math.Exp(-(double)x[i]));
+            double tolerance = 5e-7 * exact + 1e-37;
+            Assert.True(Math.Abs(y[i] - exact) <= tolerance, $"σ({x[i]:R}) = {y[i]:R}, exact {exact:R}");
+        }
+        Assert.True(float.IsNaN(y[20_000]));
+        Assert.Equal(1f, y[20_001]);
+        Assert.True(y[20_002] >= 0 && y[20_002] < 1e-37);
+        // A short tail (fewer than 8 values) takes the scalar path and agrees too.
+        var small = new float[5];
+        NormLab.Kernels.Activations.Sigmoid<float>(small, x.AsSpan(0, 5));
+        for (int i = 0; i < 5; i++)
+            Assert.Equal(1 / (1 + Math.Exp(-(double)x[i])), small[i], 6);
+    }
+}

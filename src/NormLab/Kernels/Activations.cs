@@ -40,6 +40,10 @@ public static unsafe class Activations
         switch (op)
         {
             case Op.Relu: TensorPrimitives.Max(a, T.Zero, output); break;
+            case Op.Sigmoid when typeof(T) == typeof(float) && FastSigmoid.IsSupported:
+                FastSigmoid.Apply(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(output),
+                    System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a));
+                break;
             case Op.Sigmoid: TensorPrimitives.Sigmoid(a, output); break;
             case Op.Tanh: TensorPrimitives.Tanh(a, output); break;
             default: Backward(op, output, a, y); break;
