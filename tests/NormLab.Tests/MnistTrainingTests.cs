@@ -91,7 +91,8 @@ public class MnistTrainingTests(ITestOutputHelper output)
         double accuracy = Evaluate(model, test);
         output.WriteLine($"test accuracy {accuracy:P2} after {losses.Count} steps in {clock.Elapsed.TotalSeconds:F1} s; first loss {losses[0]:F3}, last {losses[^1]:F3}");
         Assert.True(accuracy >= 0.95, $"test accuracy {accuracy:P2} < 95%");
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"took {clock.Elapsed}");
+        // The time is reported, not asserted: speed is measured side by side in bench/, where a loaded machine shows as
+        // load rather than as a failing test.
     }
 
     [Fact]
