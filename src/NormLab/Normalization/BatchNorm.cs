@@ -49,16 +49,13 @@ public abstract class BatchNorm : Module, IBatchCounter
         TrackRunningStats = trackRunningStats;
         if (affine)
         {
-            var gamma = new Tensor(numFeatures);
-            gamma.Fill(1f);
-            Weight = new Parameter("weight", gamma, ParameterRole.NormScale);
-            Bias = new Parameter("bias", new Tensor(numFeatures), ParameterRole.NormShift);
+            Weight = NormParameters.Scale(numFeatures);
+            Bias = NormParameters.Shift(numFeatures);
         }
         if (trackRunningStats)
         {
             RunningMean = new Tensor(numFeatures);
-            RunningVar = new Tensor(numFeatures);
-            RunningVar.Fill(1f);
+            RunningVar = NormParameters.Ones(numFeatures);
         }
         _mean = new double[numFeatures];
         _m2 = new double[numFeatures];

@@ -52,13 +52,10 @@ public sealed class BatchRenorm : Module, IBatchCounter
         Eps = eps;
         Momentum = momentum;
         Schedule = schedule ?? new RenormSchedule();
-        var gamma = new Tensor(numFeatures);
-        gamma.Fill(1f);
-        Weight = new Parameter("weight", gamma, ParameterRole.NormScale);
-        Bias = new Parameter("bias", new Tensor(numFeatures), ParameterRole.NormShift);
+        Weight = NormParameters.Scale(numFeatures);
+        Bias = NormParameters.Shift(numFeatures);
         RunningMean = new Tensor(numFeatures);
-        RunningStd = new Tensor(numFeatures);
-        RunningStd.Fill(1f);
+        RunningStd = NormParameters.Ones(numFeatures);
         (_mean, _m2, _invStd, _r, _d) = (new double[numFeatures], new double[numFeatures], new double[numFeatures], new double[numFeatures], new double[numFeatures]);
         (_gammaR, _shift, _sumDyXhat, _sumDy) = (new Tensor(numFeatures), new Tensor(numFeatures), new Tensor(numFeatures), new Tensor(numFeatures));
     }

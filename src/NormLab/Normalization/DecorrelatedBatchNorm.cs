@@ -14,6 +14,7 @@ public sealed class DecorrelatedBatchNorm : Module
 {
     private readonly Whitening.State[] _states;
     private double[][] _xhat, _buffer;
+    private double[] _dx = [];
     private Tensor? _input, _output, _inputGrad;
     private bool _usedBatch;
     private (int N, int S) _layout;
@@ -37,10 +38,8 @@ public sealed class DecorrelatedBatchNorm : Module
         Eps = eps;
         Momentum = momentum;
         int groups = numFeatures / d;
-        var gamma = new Tensor(numFeatures);
-        gamma.Fill(1f);
-        Weight = new Parameter("weight", gamma, ParameterRole.NormScale);
-        Bias = new Parameter("bias", new Tensor(numFeatures), ParameterRole.NormShift);
+        Weight = NormParameters.Scale(numFeatures);
+        Bias = NormParameters.Shift(numFeatures);
         RunningMean = new Tensor(numFeatures);
         RunningWhitening = new Tensor(groups, d, d);
         for (int g = 0; g < groups; g++)
@@ -91,7 +90,7 @@ public sealed class DecorrelatedBatchNorm : Module
         for (int g = 0; g < _states.Length; g++)
         {
             var xg = Gather(x, g, n, s, ref _buffer[g]);
-            Grow(ref _xhat[g], m * d);
+            NormParameters.Grow(ref _xhat[g], m * d);
             var xhat = _xhat[g].AsSpan(0, m * d);
             if (Training)
             {
@@ -134,7 +133,9 @@ public sealed class DecorrelatedBatchNorm : Module
         var dBeta = Bias.Grad.Span;
         for (int g = 0; g < _states.Length; g++)
         {
-            var grad = Gather(dy, g, n, s, ref _buffer[g]).ToArray(); // dL/dy for this group, m×d
+            // dL/dy for this group, m×d, in the group's gather buffer (its input copy is not needed after the forward).
+            Gather(dy, g, n, s, ref _buffer[g]);
+            var grad = _buffer[g].AsSpan(0, m * d);
             var xhat = _xhat[g];
             for (int i = 0; i < m; i++)
                 for (int k = 0; k < d; k++)
@@ -144,7 +145,8 @@ public sealed class DecorrelatedBatchNorm : Module
                     dGamma[c] += (float)(grad[i * d + k] * xhat[i * d + k]);
                     grad[i * d + k] *= gamma[c];
                 }
-            var dxg = new double[m * d];
+            NormParameters.Grow(ref _dx, m * d);
+            var dxg = _dx.AsSpan(0, m * d);
             if (_usedBatch)
                 Whitening.Backward(dxg, grad, m, d, Eps, _states[g]);
             else
@@ -158,7 +160,7 @@ public sealed class DecorrelatedBatchNorm : Module
     private ReadOnlySpan<double> Gather(Tensor t, int g, int n, int s, ref double[] buffer)
     {
         int d = GroupSize;
-        Grow(ref buffer, n * s * d);
+        NormParameters.Grow(ref buffer, n * s * d);
         var src = t.Span;
         for (int i = 0; i < n; i++)
             for (int k = 0; k < d; k++)
@@ -186,12 +188,6 @@ public sealed class DecorrelatedBatchNorm : Module
                     dst[to + p] = (float)(affine ? gamma[c] * v + beta[c] : v);
                 }
             }
-    }
-
-    private static void Grow(ref double[] buffer, int length)
-    {
-        if (buffer is null || buffer.Length < length)
-            buffer = new double[length];
     }
 
     /// <inheritdoc/>

@@ -28,13 +28,10 @@ public sealed class GhostBatchNorm : Module, IBatchCounter
         VirtualBatchSize = virtualBatchSize;
         Eps = eps;
         Momentum = momentum;
-        var gamma = new Tensor(numFeatures);
-        gamma.Fill(1f);
-        Weight = new Parameter("weight", gamma, ParameterRole.NormScale);
-        Bias = new Parameter("bias", new Tensor(numFeatures), ParameterRole.NormShift);
+        Weight = NormParameters.Scale(numFeatures);
+        Bias = NormParameters.Shift(numFeatures);
         RunningMean = new Tensor(numFeatures);
-        RunningVar = new Tensor(numFeatures);
-        RunningVar.Fill(1f);
+        RunningVar = NormParameters.Ones(numFeatures);
     }
 
     /// <summary>C.</summary>
@@ -78,9 +75,9 @@ public sealed class GhostBatchNorm : Module, IBatchCounter
         var y = Tensor.Ensure(ref _output, x.Shape);
         _usedBatch = Training;
         int chunks = Training ? (n + VirtualBatchSize - 1) / VirtualBatchSize : 1;
-        Grow(ref _mean, chunks * c);
-        Grow(ref _m2, chunks * c);
-        Grow(ref _invStd, chunks * c);
+        NormParameters.Grow(ref _mean, chunks * c);
+        NormParameters.Grow(ref _m2, chunks * c);
+        NormParameters.Grow(ref _invStd, chunks * c);
         if (!Training)
         {
             for (int ch = 0; ch < c; ch++)
@@ -132,12 +129,6 @@ public sealed class GhostBatchNorm : Module, IBatchCounter
     }
 
     private (int First, int Rows) Chunk(int k, int n) => (k * VirtualBatchSize, Math.Min(VirtualBatchSize, n - k * VirtualBatchSize));
-
-    private static void Grow(ref double[] buffer, int length)
-    {
-        if (buffer.Length < length)
-            buffer = new double[length];
-    }
 
     /// <inheritdoc/>
     protected override IEnumerable<Parameter> LocalParameters()

@@ -28,8 +28,7 @@ public sealed class InstanceNorm2d : RowNorm, IBatchCounter
         if (trackRunningStats)
         {
             RunningMean = new Tensor(numFeatures);
-            RunningVar = new Tensor(numFeatures);
-            RunningVar.Fill(1f);
+            RunningVar = NormParameters.Ones(numFeatures);
         }
         _runMean = new double[numFeatures];
         _runInvStd = new double[numFeatures];

@@ -29,25 +29,18 @@ public sealed class LpBatchNorm(int numFeatures, double p, double eps = 1e-5, do
     public double Momentum { get; } = momentum is >= 0 and <= 1 ? momentum : throw new ArgumentOutOfRangeException(nameof(momentum), $"LpBatchNorm: momentum must be in [0, 1], got {momentum}.");
 
     /// <summary>γ.</summary>
-    public Parameter Weight { get; } = new("weight", Ones(numFeatures), ParameterRole.NormScale);
+    public Parameter Weight { get; } = NormParameters.Scale(numFeatures);
 
     /// <summary>β.</summary>
-    public Parameter Bias { get; } = new("bias", new Tensor(numFeatures), ParameterRole.NormShift);
+    public Parameter Bias { get; } = NormParameters.Shift(numFeatures);
 
     /// <summary>The running mean.</summary>
     public Tensor RunningMean { get; } = new(numFeatures);
 
     /// <summary>The running s_p.</summary>
-    public Tensor RunningScale { get; } = Ones(numFeatures);
+    public Tensor RunningScale { get; } = NormParameters.Ones(numFeatures);
 
     private static int CheckFeatures(int c) => c > 0 ? c : throw new ArgumentOutOfRangeException(nameof(numFeatures), $"LpBatchNorm: numFeatures must be positive, got {c}.");
-
-    private static Tensor Ones(int c)
-    {
-        var t = new Tensor(c);
-        t.Fill(1f);
-        return t;
-    }
 
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x)

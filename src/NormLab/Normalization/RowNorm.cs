@@ -21,11 +21,9 @@ public abstract class RowNorm : Module
         Eps = eps;
         if (parameterShape is null)
             return;
-        var gamma = new Tensor(parameterShape);
-        gamma.Fill(1f);
-        Weight = new Parameter("weight", gamma, ParameterRole.NormScale);
+        Weight = NormParameters.Scale(parameterShape);
         if (bias)
-            Bias = new Parameter("bias", new Tensor(parameterShape), ParameterRole.NormShift);
+            Bias = NormParameters.Shift(parameterShape);
     }
 
     /// <summary>Added to the variance under the square root.</summary>
@@ -52,9 +50,9 @@ public abstract class RowNorm : Module
         var y = Tensor.Ensure(ref _output, x.Shape);
         if (x.Length == 0)
             return y;
-        Grow(ref _mean, layout.Rows);
-        Grow(ref _invStd, layout.Rows);
-        Grow(ref _variance, layout.Rows);
+        NormParameters.Grow(ref _mean, layout.Rows);
+        NormParameters.Grow(ref _invStd, layout.Rows);
+        NormParameters.Grow(ref _variance, layout.Rows);
         RowNormKernels.Moments<float>(x.Span, layout, Eps, _mean, _invStd, _variance);
         RowStatisticsComputed(x, layout);
         RowNormKernels.Normalize<float>(y.Span, x.Span, layout, _mean, _invStd, Gamma, Beta);
@@ -74,7 +72,7 @@ public abstract class RowNorm : Module
         var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
         if (x.Length == 0)
             return dx;
-        Grow(ref _scratch, 2 * _layout.Rows * _layout.Segments);
+        NormParameters.Grow(ref _scratch, 2 * _layout.Rows * _layout.Segments);
         RowNormKernels.Backward<float>(dx.Span, Weight is null ? default : Weight.Grad.Span, Bias is null ? default : Bias.Grad.Span,
             dy.Span, x.Span, _layout, _mean, _invStd, Gamma, _scratch);
         return dx;
@@ -94,11 +92,4 @@ public abstract class RowNorm : Module
 
     /// <summary>β, or empty for β = 0.</summary>
     protected ReadOnlySpan<float> Beta => Bias is null ? ReadOnlySpan<float>.Empty : Bias.Value.Span;
-
-    // Grow-only: a steady shape allocates nothing.
-    private static void Grow(ref double[] buffer, int length)
-    {
-        if (buffer.Length < length)
-            buffer = new double[length];
-    }
 }
