@@ -18,6 +18,8 @@ internal static class Commands
         root.Subcommands.Add(TrainCommand(log, err, interactive));
         root.Subcommands.Add(EvalCommand(log, err));
         root.Subcommands.Add(ModelsCommand(log));
+        root.Subcommands.Add(LabCommands.Lab(log, err, interactive));
+        root.Subcommands.Add(LabCommands.Report(log, err));
         return root;
     }
 
@@ -172,7 +174,7 @@ internal static class Commands
     }
 
     /// <summary>Turns every expected failure into one line on standard error and exit code 1: no stack traces at users.</summary>
-    private static int Guard(TextWriter err, Func<int> action)
+    internal static int Guard(TextWriter err, Func<int> action)
     {
         try
         {

@@ -1,0 +1,78 @@
+using System.Text;
+
+namespace NormLab.Lab.Reporting;
+
+/// <summary>The body of an experiment's report.md: setup, tables, plots, and the choices that were ours.</summary>
+public sealed class ReportBuilder
+{
+    private readonly StringBuilder _body = new();
+    private readonly List<string> _choices = [];
+    private readonly List<string> _plots = [];
+
+    /// <summary>A report whose plots go to <paramref name="folder"/>.</summary>
+    public ReportBuilder(string folder) => Folder = folder;
+
+    /// <summary>Where plots are written.</summary>
+    public string Folder { get; }
+
+    /// <summary>The body so far, as markdown.</summary>
+    public string Body => _body.ToString();
+
+    /// <summary>Details that the paper does not give and we chose (listed under their own heading).</summary>
+    public IReadOnlyList<string> Choices => _choices;
+
+    /// <summary>File stems of the plots written so far.</summary>
+    public IReadOnlyList<string> Plots => _plots;
+
+    /// <summary>Adds a section heading.</summary>
+    public ReportBuilder Heading(string text)
+    {
+        _body.Append("\n## ").AppendLine(text).AppendLine();
+        return this;
+    }
+
+    /// <summary>Adds a paragraph of markdown.</summary>
+    public ReportBuilder Text(string markdown)
+    {
+        _body.AppendLine(markdown).AppendLine();
+        return this;
+    }
+
+    /// <summary>Adds a bullet list.</summary>
+    public ReportBuilder Bullets(IEnumerable<string> items)
+    {
+        foreach (var item in items)
+            _body.Append("- ").AppendLine(item);
+        _body.AppendLine();
+        return this;
+    }
+
+    /// <summary>Records a detail that is our choice because the paper does not give it.</summary>
+    public ReportBuilder Choice(string text)
+    {
+        _choices.Add(text);
+        return this;
+    }
+
+    /// <summary>Adds a markdown table.</summary>
+    public ReportBuilder Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows)
+    {
+        _body.Append("| ").Append(string.Join(" | ", headers)).AppendLine(" |");
+        _body.Append('|').Append(string.Concat(headers.Select(_ => "---|"))).AppendLine();
+        foreach (var row in rows)
+            _body.Append("| ").Append(string.Join(" | ", row.Select(c => c.Replace("|", "\\|")))).AppendLine(" |");
+        _body.AppendLine();
+        return this;
+    }
+
+    /// <summary>Saves <paramref name="chart"/> as STEM.png and STEM.svg and shows the PNG in the report.</summary>
+    public ReportBuilder Plot(Chart chart, string stem, string? caption = null)
+    {
+        chart.Save(Folder, stem);
+        _plots.Add(stem);
+        _body.Append("![").Append(caption ?? chart.Title).Append("](").Append(stem).AppendLine(".png)").AppendLine();
+        if (caption is not null)
+            _body.Append('*').Append(caption).AppendLine("*").AppendLine();
+        return this;
+    }
+}
