@@ -72,7 +72,9 @@ public static class Training
     /// accuracy (what a network of NaNs achieves). Scalars: final_test_accuracy, final_test_loss, diverged (0/1).
     /// </summary>
     /// <param name="s">The setup.</param>
-    /// <param name="seed">Seeds the network (same for every arm) and the data order.</param>
+    /// <param name="seed">Seeds the network (same for every arm) and the data order. Layers that draw random numbers (dropout,
+    /// noise) must take their generator from the Rng given to <see cref="TrainSetup.Build"/>, never from Rng.Global, which
+    /// other threads may reseed.</param>
     /// <param name="log">Where the metrics go.</param>
     /// <param name="progress">Receives the fraction done.</param>
     /// <param name="beforeStep">A probe called before each update (measurements that need the weights and batch of the step).</param>
@@ -81,7 +83,6 @@ public static class Training
     public static Sequential Run(TrainSetup s, ulong seed, ArmResult log, Action<double>? progress = null,
         Action<StepContext>? beforeStep = null, Action<long, Sequential>? afterEval = null)
     {
-        Rng.ManualSeed(seed);
         var model = s.Build(new Rng(seed));
         model.Train();
         Optimizer optimizer = s.Adam
