@@ -69,7 +69,7 @@ public static class Lab
             md.AppendLine("| requirement | measured | holds |").AppendLine("|---|---|---|");
             foreach (var c in s.Checks)
                 md.Append("| ").Append(c.Requirement.Replace("|", "\\|")).Append(" | ").Append(c.Measured.Replace("|", "\\|")).Append(" | ")
-                  .AppendLine(c.Passed ? "yes" : "no");
+                  .AppendLine(c.Passed ? "yes |" : "no |");
             md.AppendLine();
         }
         if (s.Budget != "full")

@@ -69,7 +69,7 @@ public static class Training
     /// Trains one arm for <paramref name="seed"/> and logs, at every evaluation, train_loss and train_accuracy (running
     /// means since the last evaluation), test_loss and test_accuracy (eval mode), and train_eval_accuracy when asked.
     /// A non-finite loss stops the run: the scalar "diverged_step" is set and the remaining evaluations log chance
-    /// accuracy (what a network of NaNs achieves). Scalars: final_test_accuracy, final_test_loss, diverged (0/1).
+    /// accuracy (what a network of NaNs achieves). Scalars: final_test_accuracy, final_test_loss, diverged (0/1), seconds_per_step (training steps only).
     /// </summary>
     /// <param name="s">The setup.</param>
     /// <param name="seed">Seeds the network (same for every arm) and the data order. Layers that draw random numbers (dropout,
@@ -97,6 +97,7 @@ public static class Training
         long divergedAt = 0;
         double chance = 1.0 / s.Train.Classes;
         var parameters = model.Parameters().ToArray();
+        var stepClock = new System.Diagnostics.Stopwatch();
         for (long step = 1; step <= s.Steps; step++)
         {
             if (divergedAt == 0)
@@ -108,6 +109,7 @@ public static class Training
                 var x = s.Flat ? flat : images;
                 optimizer.LearningRate = s.Lr * (s.Schedule?.Invoke(step) ?? 1.0);
                 beforeStep?.Invoke(new StepContext(step, model, x, labels, optimizer));
+                stepClock.Start();
                 optimizer.ZeroGrad();
                 var logits = model.Forward(x);
                 float l = loss.Forward(logits, labels);
@@ -127,6 +129,7 @@ public static class Training
                         ClipGradNorm(parameters, clip);
                     optimizer.Step();
                 }
+                stepClock.Stop();
             }
             if (step % s.EvalEvery == 0 || step == s.Steps)
             {
@@ -161,6 +164,8 @@ public static class Training
                 progress?.Invoke((double)step / s.Steps);
         }
         log.Set("diverged", divergedAt > 0 ? 1 : 0);
+        // Time of the training steps alone (no probes, no evaluation): what a variant costs per step.
+        log.Set("seconds_per_step", stepClock.Elapsed.TotalSeconds / Math.Max(1, divergedAt > 0 ? divergedAt : s.Steps));
         log.Set("final_test_accuracy", log.Last("test_accuracy"));
         log.Set("final_test_loss", log.Last("test_loss"));
         return model;

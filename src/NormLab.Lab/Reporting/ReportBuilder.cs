@@ -65,12 +65,24 @@ public sealed class ReportBuilder
         return this;
     }
 
+    /// <summary>Saves a bar chart as STEM.png and STEM.svg and shows the PNG in the report.</summary>
+    public ReportBuilder Plot(BarChart chart, string stem, string? caption = null)
+    {
+        chart.Save(Folder, stem);
+        return Show(stem, caption ?? chart.Title, caption);
+    }
+
     /// <summary>Saves <paramref name="chart"/> as STEM.png and STEM.svg and shows the PNG in the report.</summary>
     public ReportBuilder Plot(Chart chart, string stem, string? caption = null)
     {
         chart.Save(Folder, stem);
+        return Show(stem, caption ?? chart.Title, caption);
+    }
+
+    private ReportBuilder Show(string stem, string alt, string? caption)
+    {
         _plots.Add(stem);
-        _body.Append("![").Append(caption ?? chart.Title).Append("](").Append(stem).AppendLine(".png)").AppendLine();
+        _body.Append("![").Append(alt).Append("](").Append(stem).AppendLine(".png)").AppendLine();
         if (caption is not null)
             _body.Append('*').Append(caption).AppendLine("*").AppendLine();
         return this;
