@@ -74,6 +74,10 @@ internal static class LabCommands
                             task.Description = Markup.Escape(e.Name);
                         }
                     });
+            // The experiments' own tables first (for ioffe-mnist: accuracy with and without BN), then the verdicts.
+            foreach (var s in summaries)
+                foreach (var t in s.Tables)
+                    PrintTable(log, interactive, $"{s.Name}: {t.Heading}", t.Headers, t.Rows);
             if (interactive)
             {
                 var table = new Table().RoundedBorder().AddColumns("experiment", "ours", "verdict");
@@ -89,6 +93,22 @@ internal static class LabCommands
             return 0;
         }));
         return cmd;
+    }
+
+    private static void PrintTable(TextWriter log, bool interactive, string title, string[] headers, string[][] rows)
+    {
+        if (interactive)
+        {
+            var table = new Table().RoundedBorder().Title(Markup.Escape(title)).AddColumns(headers.Select(h => new TableColumn(Markup.Escape(h))).ToArray());
+            foreach (var row in rows)
+                table.AddRow(row.Select(Markup.Escape).ToArray());
+            AnsiConsole.Write(table);
+            return;
+        }
+        log.WriteLine(title);
+        log.WriteLine("| " + string.Join(" | ", headers) + " |");
+        foreach (var row in rows)
+            log.WriteLine("| " + string.Join(" | ", row) + " |");
     }
 
     public static Command Report(TextWriter log, TextWriter err)

@@ -7,7 +7,8 @@ namespace NormLab.Lab;
 
 /// <summary>What an experiment's run concluded, saved as summary.json beside its report (the lab book reads these).</summary>
 public sealed record ExperimentSummary(string Name, string Title, string Claim, string Published, string Ours, Verdict Verdict,
-    string Criterion, IReadOnlyList<Check> Checks, string Budget, int Seeds, double Seconds, string Date, IReadOnlyList<string> Plots);
+    string Criterion, IReadOnlyList<Check> Checks, string Budget, int Seeds, double Seconds, string Date, IReadOnlyList<string> Plots,
+    IReadOnlyList<Reporting.ReportTable> Tables);
 
 /// <summary>The experiments and how one runs: arms, metrics.csv, plots, report.md and summary.json.</summary>
 public static class Lab
@@ -36,7 +37,8 @@ public static class Lab
         run.WriteMetrics();
         var summary = new ExperimentSummary(experiment.Name, experiment.Title, experiment.Claim, experiment.Published, finding.Ours,
             finding.Verdict, experiment.Criterion, finding.Checks, options.Budget.ToString().ToLowerInvariant(), options.Seeds,
-            Math.Round(clock.Elapsed.TotalSeconds, 1), DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), run.Report.Plots);
+            Math.Round(clock.Elapsed.TotalSeconds, 1), DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), run.Report.Plots,
+            run.Report.Tables);
         File.WriteAllText(Path.Combine(run.Folder, "report.md"), Render(summary, run));
         File.WriteAllText(Path.Combine(run.Folder, "summary.json"), JsonSerializer.Serialize(summary, SummaryJson));
         options.Log($"{experiment.Name}: {finding.Verdict.Text()} — {finding.Ours} ({clock.Elapsed.TotalSeconds:F0} s); report {Path.Combine(run.Folder, "report.md")}");

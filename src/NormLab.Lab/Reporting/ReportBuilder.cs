@@ -8,6 +8,8 @@ public sealed class ReportBuilder
     private readonly StringBuilder _body = new();
     private readonly List<string> _choices = [];
     private readonly List<string> _plots = [];
+    private readonly List<ReportTable> _tables = [];
+    private string _heading = "";
 
     /// <summary>A report whose plots go to <paramref name="folder"/>.</summary>
     public ReportBuilder(string folder) => Folder = folder;
@@ -21,12 +23,16 @@ public sealed class ReportBuilder
     /// <summary>Details that the paper does not give and we chose (listed under their own heading).</summary>
     public IReadOnlyList<string> Choices => _choices;
 
+    /// <summary>The tables written so far, each under the heading it follows (the CLI prints them).</summary>
+    public IReadOnlyList<ReportTable> Tables => _tables;
+
     /// <summary>File stems of the plots written so far.</summary>
     public IReadOnlyList<string> Plots => _plots;
 
     /// <summary>Adds a section heading.</summary>
     public ReportBuilder Heading(string text)
     {
+        _heading = text;
         _body.Append("\n## ").AppendLine(text).AppendLine();
         return this;
     }
@@ -57,6 +63,8 @@ public sealed class ReportBuilder
     /// <summary>Adds a markdown table.</summary>
     public ReportBuilder Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows)
     {
+        rows = rows.Select(r => (IReadOnlyList<string>)r.ToArray()).ToArray();
+        _tables.Add(new ReportTable(_heading, headers.ToArray(), rows.Select(r => r.ToArray()).ToArray()));
         _body.Append("| ").Append(string.Join(" | ", headers)).AppendLine(" |");
         _body.Append('|').Append(string.Concat(headers.Select(_ => "---|"))).AppendLine();
         foreach (var row in rows)
@@ -88,3 +96,9 @@ public sealed class ReportBuilder
         return this;
     }
 }
+
+/// <summary>A table of a report: the heading it sits under, its column headers and its rows.</summary>
+/// <param name="Heading">The section heading above it.</param>
+/// <param name="Headers">Column headers.</param>
+/// <param name="Rows">Cells, row by row.</param>
+public sealed record ReportTable(string Heading, string[] Headers, string[][] Rows);
