@@ -41,6 +41,9 @@ public sealed class Chart
     /// <summary>Draws markers at the points (for sparse x values such as batch sizes).</summary>
     public bool Markers { get; init; }
 
+    /// <summary>Puts the legend right of the data area instead of inside its lower right corner, where it would hide runs that end at chance.</summary>
+    public bool LegendOutside { get; init; }
+
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
     public List<(double Y, string Label)> HorizontalLines { get; } = [];
 
@@ -106,7 +109,10 @@ public sealed class Chart
             plot.Axes.Left.TickGenerator = LogTicks();
         if (LogX)
             plot.Axes.Bottom.TickGenerator = LogTicks();
-        plot.ShowLegend(Alignment.LowerRight);
+        if (LegendOutside)
+            plot.ShowLegend(Edge.Right);
+        else
+            plot.ShowLegend(Alignment.LowerRight);
         return plot;
     }
 
