@@ -41,6 +41,12 @@ public sealed class Chart
     /// <summary>Draws markers at the points (for sparse x values such as batch sizes).</summary>
     public bool Markers { get; init; }
 
+    /// <summary>Labels only whole numbers on the x axis (layer indices, counts).</summary>
+    public bool IntegerX { get; init; }
+
+    /// <summary>Puts the legend to the right of the data area instead of inside it (for charts whose lines fill the whole area).</summary>
+    public bool LegendOutside { get; init; }
+
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
     public List<(double Y, string Label)> HorizontalLines { get; } = [];
 
@@ -106,7 +112,12 @@ public sealed class Chart
             plot.Axes.Left.TickGenerator = LogTicks();
         if (LogX)
             plot.Axes.Bottom.TickGenerator = LogTicks();
-        plot.ShowLegend(Alignment.LowerRight);
+        else if (IntegerX)
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        if (LegendOutside)
+            plot.ShowLegend(Edge.Right);
+        else
+            plot.ShowLegend(Alignment.LowerRight);
         return plot;
     }
 
