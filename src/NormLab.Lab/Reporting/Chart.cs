@@ -41,7 +41,10 @@ public sealed class Chart
     /// <summary>Draws markers at the points (for sparse x values such as batch sizes).</summary>
     public bool Markers { get; init; }
 
-    /// <summary>Puts the legend right of the data area instead of inside its lower right corner, where it would hide runs that end at chance.</summary>
+    /// <summary>Labels only whole numbers on the x axis (layer indices, counts).</summary>
+    public bool IntegerX { get; init; }
+
+    /// <summary>Puts the legend to the right of the data area instead of inside it (for charts whose lines fill the whole area).</summary>
     public bool LegendOutside { get; init; }
 
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
@@ -109,6 +112,8 @@ public sealed class Chart
             plot.Axes.Left.TickGenerator = LogTicks();
         if (LogX)
             plot.Axes.Bottom.TickGenerator = LogTicks();
+        else if (IntegerX)
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         if (LegendOutside)
             plot.ShowLegend(Edge.Right);
         else

@@ -18,33 +18,29 @@ public enum NoiseKind
 /// </summary>
 public sealed class NoisyBatchNorm : Module, IBatchCounter
 {
-    private readonly Rng _rng;
-    private Tensor? _output, _scale;
-    private bool _noisy;
-
     /// <summary>Wraps <paramref name="inner"/> (BatchNorm1d or BatchNorm2d).</summary>
     public NoisyBatchNorm(BatchNorm inner, double a = 1, double b = 2, NoiseKind kind = NoiseKind.Additive, Rng? rng = null)
     {
         if (!(a >= 0) || !(b >= 1) || double.IsInfinity(a) || double.IsInfinity(b))
             throw new ArgumentOutOfRangeException(nameof(a), $"NoisyBatchNorm: need a ≥ 0 and b ≥ 1 (finite), got a = {a}, b = {b}.");
         Inner = inner;
-        A = a;
-        B = b;
-        Kind = kind;
-        _rng = rng ?? Rng.Global.Fork();
+        Noise = new StepNoise(a, b, kind, rng ?? Rng.Global.Fork());
     }
 
     /// <summary>The BatchNorm whose output is perturbed.</summary>
     public BatchNorm Inner { get; }
 
+    /// <summary>The noise applied to <see cref="Inner"/>'s output (the same module a network without BN can use on its own).</summary>
+    public StepNoise Noise { get; }
+
     /// <summary>Range of the noise means, U(−a, a).</summary>
-    public double A { get; }
+    public double A => Noise.A;
 
     /// <summary>Upper end of the noise scales, U(1, b).</summary>
-    public double B { get; }
+    public double B => Noise.B;
 
     /// <summary>Additive or multiplicative.</summary>
-    public NoiseKind Kind { get; }
+    public NoiseKind Kind => Noise.Kind;
 
     /// <inheritdoc/>
     public bool TracksBatches => Inner.TrackRunningStats;
@@ -57,50 +53,13 @@ public sealed class NoisyBatchNorm : Module, IBatchCounter
     {
         if (Inner.Training != Training)
             Inner.Train(Training);
-        var y = Inner.Forward(x);
-        var output = Tensor.Ensure(ref _output, y.Shape);
-        _noisy = Training;
-        if (!Training)
-        {
-            output.CopyFrom(y);
-            return output;
-        }
-        int n = y.Dim(0), c = y.Dim(1), s = y.Length / Math.Max(1, n * c);
-        var ys = y.Span;
-        var os = output.Span;
-        if (Kind == NoiseKind.Additive)
-        {
-            for (int ch = 0; ch < c; ch++)
-            {
-                double mu = A * (2 * _rng.NextDouble() - 1), sd = 1 + (B - 1) * _rng.NextDouble();
-                for (int i = 0; i < n; i++)
-                    for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
-                        os[j] = (float)(ys[j] + mu + sd * _rng.NextGaussian());
-            }
-            return output;
-        }
-        var scale = Tensor.Ensure(ref _scale, y.Shape).Span;
-        for (int j = 0; j < ys.Length; j++)
-        {
-            scale[j] = (float)(1 + (B - 1) * _rng.NextDouble());
-            os[j] = (float)(scale[j] * ys[j] + A * (2 * _rng.NextDouble() - 1));
-        }
-        return output;
+        if (Noise.Training != Training)
+            Noise.Train(Training);
+        return Noise.Forward(Inner.Forward(x));
     }
 
     /// <inheritdoc/>
-    protected override Tensor BackwardCore(Tensor dy)
-    {
-        ShapeCheck.Gradient(dy, _output, "NoisyBatchNorm");
-        if (!_noisy || Kind == NoiseKind.Additive)
-            return Inner.Backward(dy);
-        var scaled = Tensor.Ensure(ref _scale, dy.Shape);
-        var s = scaled.Span;
-        var g = dy.Span;
-        for (int j = 0; j < s.Length; j++)
-            s[j] *= g[j]; // the scales are not needed after this step
-        return Inner.Backward(scaled);
-    }
+    protected override Tensor BackwardCore(Tensor dy) => Inner.Backward(Noise.Backward(dy));
 
     /// <inheritdoc/>
     protected override IEnumerable<Parameter> LocalParameters() => Inner.Parameters();
