@@ -41,6 +41,9 @@ public sealed class Chart
     /// <summary>Draws markers at the points (for sparse x values such as batch sizes).</summary>
     public bool Markers { get; init; }
 
+    /// <summary>Fixed x ticks (position, label), e.g. batch sizes on a log₂ axis; automatic ticks when null.</summary>
+    public IReadOnlyList<(double X, string Label)>? XTicks { get; init; }
+
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
     public List<(double Y, string Label)> HorizontalLines { get; } = [];
 
@@ -106,6 +109,8 @@ public sealed class Chart
             plot.Axes.Left.TickGenerator = LogTicks();
         if (LogX)
             plot.Axes.Bottom.TickGenerator = LogTicks();
+        if (XTicks is not null)
+            plot.Axes.Bottom.SetTicks(XTicks.Select(t => Tx(t.X, LogX)).ToArray(), XTicks.Select(t => t.Label).ToArray());
         plot.ShowLegend(Alignment.LowerRight);
         return plot;
     }
