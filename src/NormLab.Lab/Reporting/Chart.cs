@@ -47,6 +47,9 @@ public sealed class Chart
     /// <summary>Puts the legend to the right of the data area instead of inside it (for charts whose lines fill the whole area).</summary>
     public bool LegendOutside { get; init; }
 
+    /// <summary>Fixed x ticks (position, label), e.g. batch sizes on a log₂ axis; automatic ticks when null.</summary>
+    public IReadOnlyList<(double X, string Label)>? XTicks { get; init; }
+
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
     public List<(double Y, string Label)> HorizontalLines { get; } = [];
 
@@ -114,6 +117,8 @@ public sealed class Chart
             plot.Axes.Bottom.TickGenerator = LogTicks();
         else if (IntegerX)
             plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        if (XTicks is not null)
+            plot.Axes.Bottom.SetTicks(XTicks.Select(t => Tx(t.X, LogX)).ToArray(), XTicks.Select(t => t.Label).ToArray());
         if (LegendOutside)
             plot.ShowLegend(Edge.Right);
         else
