@@ -41,6 +41,9 @@ public sealed class Chart
     /// <summary>Draws markers at the points (for sparse x values such as batch sizes).</summary>
     public bool Markers { get; init; }
 
+    /// <summary>Where the legend sits (lower right unless the lines need that corner).</summary>
+    public Alignment Legend { get; init; } = Alignment.LowerRight;
+
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
     public List<(double Y, string Label)> HorizontalLines { get; } = [];
 
@@ -106,7 +109,7 @@ public sealed class Chart
             plot.Axes.Left.TickGenerator = LogTicks();
         if (LogX)
             plot.Axes.Bottom.TickGenerator = LogTicks();
-        plot.ShowLegend(Alignment.LowerRight);
+        plot.ShowLegend(Legend);
         return plot;
     }
 
