@@ -50,6 +50,9 @@ public sealed class Chart
     /// <summary>Fixed x ticks (position, label), e.g. batch sizes on a log₂ axis; automatic ticks when null.</summary>
     public IReadOnlyList<(double X, string Label)>? XTicks { get; init; }
 
+    /// <summary>Where the legend sits (lower right unless the lines need that corner).</summary>
+    public Alignment Legend { get; init; } = Alignment.LowerRight;
+
     /// <summary>Horizontal reference lines (e.g. chance accuracy) with labels.</summary>
     public List<(double Y, string Label)> HorizontalLines { get; } = [];
 
@@ -122,7 +125,7 @@ public sealed class Chart
         if (LegendOutside)
             plot.ShowLegend(Edge.Right);
         else
-            plot.ShowLegend(Alignment.LowerRight);
+            plot.ShowLegend(Legend);
         return plot;
     }
 
@@ -130,8 +133,13 @@ public sealed class Chart
     {
         MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
         IntegerTicksOnly = true,
-        LabelFormatter = v => Math.Pow(10, v).ToString("G3", System.Globalization.CultureInfo.InvariantCulture),
+        LabelFormatter = v => LogLabel(Math.Pow(10, v)),
     };
+
+    // Powers of ten read as 0.001 … 1000, and beyond as 1e4 (not "1E+03").
+    private static string LogLabel(double v) => v is >= 1e-3 and < 1e4
+        ? v.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)
+        : "1e" + Math.Round(Math.Log10(v)).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static bool Usable(double v, bool log) => double.IsFinite(v) && (!log || v > 0);
 
