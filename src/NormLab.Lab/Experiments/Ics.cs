@@ -57,7 +57,7 @@ public sealed class Ics : Experiment
             {
                 var setup = new TrainSetup
                 {
-                    Build = rng => Nets.Mlp(rng, net.Widths, Nets.Norm(bn ? Models.NormKind.Batch : Models.NormKind.None), hiddenBias: !bn, net.Linear, lecunNormal: net.Linear),
+                    Build = rng => ProbeNets.Mlp(rng, net.Widths, ProbeNets.Norm(bn ? Models.NormKind.Batch : Models.NormKind.None), hiddenBias: !bn, net.Linear, lecunNormal: net.Linear),
                     Train = train, Test = test, Flat = true, Lr = net.Lr, Batch = 128, Steps = steps, EvalEvery = evalEvery,
                 };
                 int layers = net.Widths.Length - 1;

@@ -68,7 +68,7 @@ public sealed class LossLandscape : Experiment
         {
             var setup = new TrainSetup
             {
-                Build = rng => Nets.Mlp(rng, NoisyBn.Widths, Nets.Norm(kind.Norm), hiddenBias: kind.Norm == NormKind.None),
+                Build = rng => ProbeNets.Mlp(rng, NoisyBn.Widths, ProbeNets.Norm(kind.Norm), hiddenBias: kind.Norm == NormKind.None),
                 Train = train, Test = test, Flat = true, Lr = lr, Batch = 128, Steps = steps, EvalEvery = evalEvery, EvalImages = evalImages,
             };
             double[] relative = Fractions.Select(f => f * lr).ToArray();

@@ -37,12 +37,12 @@ public sealed class NoisyBn : Experiment
         + "the drift (E2's measure: Σ|Δ median| + |Δ(p85 − p15)| over the final p85 − p15, mean over 3 units and the seeds) of noisy BN's layer input larger than the standard network's; "
         + "standard + noise near chance (≤ 15 %) or clearly worst (≥ 2 points below every other arm).";
 
-    internal sealed record Kind(string Key, string Label, Func<double, double, Nets.After> After, bool HiddenBias);
+    internal sealed record Kind(string Key, string Label, Func<double, double, ProbeNets.After> After, bool HiddenBias);
 
-    internal static readonly Kind Standard = new("standard", "standard", (_, _) => Nets.Norm(Models.NormKind.None), true);
-    internal static readonly Kind Bn = new("bn", "+ BN", (_, _) => Nets.Norm(Models.NormKind.Batch), false);
-    internal static readonly Kind NoisyBatchNorm = new("noisy-bn", "+ noisy BN", Nets.NoisyBatchNorm, false);
-    internal static readonly Kind StandardNoise = new("standard+noise", "standard + same noise", Nets.Noise, true);
+    internal static readonly Kind Standard = new("standard", "standard", (_, _) => ProbeNets.Norm(Models.NormKind.None), true);
+    internal static readonly Kind Bn = new("bn", "+ BN", (_, _) => ProbeNets.Norm(Models.NormKind.Batch), false);
+    internal static readonly Kind NoisyBatchNorm = new("noisy-bn", "+ noisy BN", ProbeNets.NoisyBatchNorm, false);
+    internal static readonly Kind StandardNoise = new("standard+noise", "standard + same noise", ProbeNets.Noise, true);
     private static readonly Kind[] Kinds = [Standard, Bn, NoisyBatchNorm, StandardNoise];
 
     internal static readonly int[] Widths = [784, 100, 100, 100, 10];
@@ -73,7 +73,7 @@ public sealed class NoisyBn : Experiment
         {
             var setup = new TrainSetup
             {
-                Build = rng => Nets.Mlp(rng, Widths, arm.Kind.After(arm.A, arm.B), arm.Kind.HiddenBias),
+                Build = rng => ProbeNets.Mlp(rng, Widths, arm.Kind.After(arm.A, arm.B), arm.Kind.HiddenBias),
                 Train = train, Test = test, Flat = true, Lr = arm.Lr, Batch = 128, Steps = steps, EvalEvery = evalEvery, EvalImages = evalImages,
             };
             bool probed = arm.A == MainA && arm.B == MainB;

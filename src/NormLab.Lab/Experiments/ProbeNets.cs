@@ -7,7 +7,7 @@ namespace NormLab.Lab.Experiments;
 /// ℓp normalization can sit where BN would. Every Linear draws its weights from its own generator, seeded from the arm's
 /// seed in layer order, so all arms of a seed start from the same weights whatever follows the layers.
 /// </summary>
-internal static class Nets
+internal static class ProbeNets
 {
     /// <summary>What follows each hidden Linear (before its activation): nothing, or a layer of the given width.</summary>
     public delegate Module? After(int width, Rng noise);
