@@ -20,6 +20,13 @@ public sealed class BarChart
     /// <summary>Renders to <paramref name="folder"/>/<paramref name="stem"/>.png and .svg.</summary>
     public void Save(string folder, string stem, int width = 900, int height = 540)
     {
+        Build(svg: false).SavePng(Path.Combine(folder, stem + ".png"), width, height);
+        Build(svg: true).SaveSvg(Path.Combine(folder, stem + ".svg"), width, height);
+    }
+
+    // Skia's SVG backend has no dash effects: reference lines are thin and solid there.
+    private Plot Build(bool svg)
+    {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         var bars = Bars.Select((b, i) => new Bar
@@ -36,7 +43,8 @@ public sealed class BarChart
         foreach (var (y, label) in HorizontalLines)
         {
             var h = plot.Add.HorizontalLine(y);
-            h.LinePattern = LinePattern.Dotted;
+            h.LinePattern = svg ? LinePattern.Solid : LinePattern.Dotted;
+            h.LineWidth = svg ? 0.75f : 1;
             h.Color = Colors.Gray;
             h.LegendText = label;
         }
@@ -45,7 +53,6 @@ public sealed class BarChart
         plot.YLabel(YLabel);
         if (HorizontalLines.Count > 0)
             plot.ShowLegend(Alignment.UpperRight);
-        plot.SavePng(Path.Combine(folder, stem + ".png"), width, height);
-        plot.SaveSvg(Path.Combine(folder, stem + ".svg"), width, height);
+        return plot;
     }
 }

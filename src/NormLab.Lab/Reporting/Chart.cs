@@ -66,12 +66,13 @@ public sealed class Chart
     /// <summary>Renders the chart to <paramref name="folder"/>/<paramref name="stem"/>.png and .svg.</summary>
     public void Save(string folder, string stem, int width = 900, int height = 540)
     {
-        var plot = Build();
-        plot.SavePng(Path.Combine(folder, stem + ".png"), width, height);
-        plot.SaveSvg(Path.Combine(folder, stem + ".svg"), width, height);
+        Build(svg: false).SavePng(Path.Combine(folder, stem + ".png"), width, height);
+        Build(svg: true).SaveSvg(Path.Combine(folder, stem + ".svg"), width, height);
     }
 
-    private Plot Build()
+    // Skia's SVG backend has no dash effects (it prints "Unsupported path effect" and draws solid lines), so in SVG a
+    // dashed line is drawn solid and thinner, and a dotted reference line thin and light.
+    private Plot Build(bool svg)
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
@@ -100,14 +101,17 @@ public sealed class Chart
             line.LineWidth = 2;
             line.MarkerSize = Markers ? 7 : 0;
             line.LegendText = s.Label;
-            if (s.Dashed)
+            if (s.Dashed && svg)
+                line.LineWidth = 1;
+            else if (s.Dashed)
                 line.LinePattern = LinePattern.Dashed;
         }
         foreach (var (y, label) in HorizontalLines)
             if (Usable(y, LogY))
             {
                 var h = plot.Add.HorizontalLine(Tx(y, LogY));
-                h.LinePattern = LinePattern.Dotted;
+                h.LinePattern = svg ? LinePattern.Solid : LinePattern.Dotted;
+                h.LineWidth = svg ? 0.75f : 1;
                 h.Color = Colors.Gray;
                 h.LegendText = label;
             }
