@@ -28,6 +28,15 @@ public static class Whitening
         /// <summary>The whitening matrix W (symmetric), d×d.</summary>
         public double[] W { get; } = new double[d * d];
 
+        /// <summary>Scratch d×d matrices (Σ, A, and two for the sandwiches), so a step allocates nothing.</summary>
+        internal double[] Sigma { get; } = new double[d * d];
+
+        internal double[] A { get; } = new double[d * d];
+
+        internal double[] T { get; } = new double[d * d];
+
+        internal double[] B { get; } = new double[d * d];
+
         /// <summary>X_c, m×d (grown as needed).</summary>
         public double[] Centered { get; set; } = [];
     }
@@ -50,7 +59,8 @@ public static class Whitening
         for (int i = 0; i < m; i++)
             for (int k = 0; k < d; k++)
                 xc[i * d + k] = x[i * d + k] - mean[k];
-        var sigma = new double[d * d];
+        var sigma = state.Sigma;
+        Array.Clear(sigma);
         for (int i = 0; i < m; i++)
             for (int a = 0; a < d; a++)
             {
@@ -61,8 +71,8 @@ public static class Whitening
         for (int a = 0; a < d; a++)
             for (int b = a; b < d; b++)
                 sigma[b * d + a] = sigma[a * d + b] /= m;
-        SymmetricEigen(sigma, d, state.Values, state.Vectors);
-        Compose(state.W, state.Vectors, state.Values, d, l => 1 / Math.Sqrt(l + eps));
+        SymmetricEigenInPlace(sigma, d, state.Values, state.Vectors);   // Σ is not needed afterwards
+        Compose(state.W, state.Vectors, state.Values, d, eps);
         Multiply(y, xc, state.W, m, d);
     }
 
@@ -92,7 +102,8 @@ public static class Whitening
     {
         var xc = state.Centered.AsSpan(0, m * d);
         Multiply(dx, g, state.W, m, d);                          // G·W
-        var a = new double[d * d];                               // A = X_cᵀ·G
+        var a = state.A;                                         // A = X_cᵀ·G
+        Array.Clear(a);
         for (int i = 0; i < m; i++)
             for (int p = 0; p < d; p++)
             {
@@ -102,11 +113,11 @@ public static class Whitening
             }
         var dv = state.Vectors;
         var lambda = state.Values;
-        var b = Sandwich(dv, a, d, transposeFirst: true);        // B = Dᵀ·A·D
+        var b = Sandwich(dv, a, d, transposeFirst: true, state.T, state.B);   // B = Dᵀ·A·D
         for (int i = 0; i < d; i++)
             for (int j = 0; j < d; j++)
                 b[i * d + j] *= K(lambda[i], lambda[j], eps);
-        var s = Sandwich(dv, b, d, transposeFirst: false);       // S = D·(K ∘ B)·Dᵀ
+        var s = Sandwich(dv, b, d, transposeFirst: false, state.T, a);        // S = D·(K ∘ B)·Dᵀ (A is free again)
         for (int i = 0; i < m; i++)
             for (int k = 0; k < d; k++)
             {
@@ -137,13 +148,13 @@ public static class Whitening
         return (fi - fj) / (li - lj);
     }
 
-    // W = D·diag(f(λ))·Dᵀ
-    private static void Compose(double[] w, double[] dv, double[] lambda, int d, Func<double, double> f)
+    // W = D·diag((λ + eps)^(−1/2))·Dᵀ
+    private static void Compose(double[] w, double[] dv, double[] lambda, int d, double eps)
     {
         Array.Clear(w);
         for (int e = 0; e < d; e++)
         {
-            double fe = f(lambda[e]);
+            double fe = 1 / Math.Sqrt(lambda[e] + eps);
             for (int a = 0; a < d; a++)
                 for (int b = 0; b < d; b++)
                     w[a * d + b] += dv[a * d + e] * fe * dv[b * d + e];
@@ -151,10 +162,8 @@ public static class Whitening
     }
 
     // transposeFirst: Dᵀ·M·D; else D·M·Dᵀ.
-    private static double[] Sandwich(double[] dv, double[] mat, int d, bool transposeFirst)
+    private static double[] Sandwich(double[] dv, double[] mat, int d, bool transposeFirst, double[] t, double[] r)
     {
-        var t = new double[d * d];
-        var r = new double[d * d];
         for (int i = 0; i < d; i++)
             for (int j = 0; j < d; j++)
             {
@@ -188,9 +197,12 @@ public static class Whitening
     }
 
     /// <summary>Eigenvalues and eigenvectors (columns of <paramref name="vectors"/>) of a symmetric d×d matrix, by cyclic Jacobi rotations.</summary>
-    public static void SymmetricEigen(double[] matrix, int d, double[] values, double[] vectors)
+    public static void SymmetricEigen(double[] matrix, int d, double[] values, double[] vectors) =>
+        SymmetricEigenInPlace((double[])matrix.Clone(), d, values, vectors);
+
+    // The same, destroying the matrix (the rotations work on it).
+    private static void SymmetricEigenInPlace(double[] a, int d, double[] values, double[] vectors)
     {
-        var a = (double[])matrix.Clone();
         Array.Clear(vectors);
         for (int i = 0; i < d; i++)
             vectors[i * d + i] = 1;

@@ -105,15 +105,13 @@ public sealed class DecorrelatedBatchNorm : Module
             }
             else
             {
-                var mean = new double[d];
-                var w = new double[d * d];
+                // The group's state holds the running values in double (the backward's fixed-statistics path reads W).
+                var st = _states[g];
                 for (int k = 0; k < d; k++)
-                    mean[k] = RunningMean.Span[g * d + k];
+                    st.Mean[k] = RunningMean.Span[g * d + k];
                 for (int k = 0; k < d * d; k++)
-                    w[k] = RunningWhitening.Span[g * d * d + k];
-                Whitening.Apply(xhat, xg, m, d, mean, w);
-                _states[g].W.AsSpan().Clear();
-                w.CopyTo(_states[g].W, 0);
+                    st.W[k] = RunningWhitening.Span[g * d * d + k];
+                Whitening.Apply(xhat, xg, m, d, st.Mean, st.W);
             }
             Scatter(y, g, n, s, xhat, affine: true);
         }
