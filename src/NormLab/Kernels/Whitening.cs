@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace NormLab.Kernels;
 
 /// <summary>
@@ -61,16 +63,11 @@ public static class Whitening
                 xc[i * d + k] = x[i * d + k] - mean[k];
         var sigma = state.Sigma;
         Array.Clear(sigma);
+        // Σ = X_cᵀX_c/m, row by row of X_c so that the inner loop is a vector operation over Σ's rows (the products
+        // are the same for (a, b) and (b, a), so Σ comes out exactly symmetric).
         for (int i = 0; i < m; i++)
-            for (int a = 0; a < d; a++)
-            {
-                double v = xc[i * d + a];
-                for (int b = a; b < d; b++)
-                    sigma[a * d + b] += v * xc[i * d + b];
-            }
-        for (int a = 0; a < d; a++)
-            for (int b = a; b < d; b++)
-                sigma[b * d + a] = sigma[a * d + b] /= m;
+            AddOuterRow(sigma, xc.Slice(i * d, d), xc.Slice(i * d, d), d);
+        TensorPrimitives.Divide(sigma, m, sigma);
         SymmetricEigenInPlace(sigma, d, state.Values, state.Vectors);   // Σ is not needed afterwards
         Compose(state.W, state.Vectors, state.Values, d, eps);
         Multiply(y, xc, state.W, m, d);
@@ -82,15 +79,8 @@ public static class Whitening
         Span<double> row = stackalloc double[d];
         for (int i = 0; i < m; i++)
         {
-            for (int k = 0; k < d; k++)
-                row[k] = x[i * d + k] - mean[k];
-            for (int k = 0; k < d; k++)
-            {
-                double s = 0;
-                for (int a = 0; a < d; a++)
-                    s += row[a] * w[a * d + k];
-                y[i * d + k] = s;
-            }
+            TensorPrimitives.Subtract(x.Slice(i * d, d), mean, row);
+            RowTimes(y.Slice(i * d, d), row, w, d);
         }
     }
 
@@ -105,12 +95,7 @@ public static class Whitening
         var a = state.A;                                         // A = X_cᵀ·G
         Array.Clear(a);
         for (int i = 0; i < m; i++)
-            for (int p = 0; p < d; p++)
-            {
-                double v = xc[i * d + p];
-                for (int q = 0; q < d; q++)
-                    a[p * d + q] += v * g[i * d + q];
-            }
+            AddOuterRow(a, xc.Slice(i * d, d), g.Slice(i * d, d), d);
         var dv = state.Vectors;
         var lambda = state.Values;
         var b = Sandwich(dv, a, d, transposeFirst: true, state.T, state.B);   // B = Dᵀ·A·D
@@ -118,14 +103,18 @@ public static class Whitening
             for (int j = 0; j < d; j++)
                 b[i * d + j] *= K(lambda[i], lambda[j], eps);
         var s = Sandwich(dv, b, d, transposeFirst: false, state.T, a);        // S = D·(K ∘ B)·Dᵀ (A is free again)
-        for (int i = 0; i < m; i++)
+        var sym = state.T;                                       // S + Sᵀ (T is free again)
+        for (int p = 0; p < d; p++)
             for (int k = 0; k < d; k++)
-            {
-                double v = 0;
-                for (int p = 0; p < d; p++)
-                    v += xc[i * d + p] * (s[p * d + k] + s[k * d + p]);
-                dx[i * d + k] += v / m;
-            }
+                sym[p * d + k] = s[p * d + k] + s[k * d + p];
+        Span<double> v = stackalloc double[d];
+        for (int i = 0; i < m; i++)
+        {
+            RowTimes(v, xc.Slice(i * d, d), sym, d);
+            var row = dx.Slice(i * d, d);
+            TensorPrimitives.Divide(v, m, v);
+            TensorPrimitives.Add(row, v, row);
+        }
         Span<double> colMean = stackalloc double[d];
         colMean.Clear();
         for (int i = 0; i < m; i++)
@@ -187,13 +176,25 @@ public static class Whitening
     private static void Multiply(Span<double> y, ReadOnlySpan<double> x, ReadOnlySpan<double> w, int m, int d)
     {
         for (int i = 0; i < m; i++)
-            for (int k = 0; k < d; k++)
-            {
-                double s = 0;
-                for (int a = 0; a < d; a++)
-                    s += x[i * d + a] * w[a * d + k];
-                y[i * d + k] = s;
-            }
+            RowTimes(y.Slice(i * d, d), x.Slice(i * d, d), w, d);
+    }
+
+    // y = x·W for one row: Σ_a x_a·W[a, :], accumulated in the order of a (vectorized over W's rows).
+    private static void RowTimes(Span<double> y, ReadOnlySpan<double> x, ReadOnlySpan<double> w, int d)
+    {
+        y.Clear();
+        for (int a = 0; a < d; a++)
+            TensorPrimitives.MultiplyAdd(w.Slice(a * d, d), x[a], y, y);
+    }
+
+    // M += uᵀv for rows u, v: M[a, :] += u_a·v.
+    private static void AddOuterRow(Span<double> mat, ReadOnlySpan<double> u, ReadOnlySpan<double> v, int d)
+    {
+        for (int a = 0; a < d; a++)
+        {
+            var row = mat.Slice(a * d, d);
+            TensorPrimitives.MultiplyAdd(v, u[a], row, row);
+        }
     }
 
     /// <summary>Eigenvalues and eigenvectors (columns of <paramref name="vectors"/>) of a symmetric d×d matrix, by cyclic Jacobi rotations.</summary>
