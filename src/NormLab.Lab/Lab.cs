@@ -5,7 +5,10 @@ using System.Text.Json;
 
 namespace NormLab.Lab;
 
-/// <summary>What an experiment's run concluded, saved as summary.json beside its report (the lab book reads these).</summary>
+/// <summary>
+/// What an experiment's run concluded, saved as summary.json beside its report (the lab book reads these). Seconds is the
+/// time the arms took to compute, also when they were loaded from an earlier, interrupted run.
+/// </summary>
 public sealed record ExperimentSummary(string Name, string Title, string Claim, string Published, string Ours, Verdict Verdict,
     string Criterion, IReadOnlyList<Check> Checks, string Budget, int Seeds, double Seconds, string Date, IReadOnlyList<string> Plots,
     IReadOnlyList<Reporting.ReportTable> Tables);
@@ -37,7 +40,7 @@ public static class Lab
         run.WriteMetrics();
         var summary = new ExperimentSummary(experiment.Name, experiment.Title, experiment.Claim, experiment.Published, finding.Ours,
             finding.Verdict, experiment.Criterion, finding.Checks, options.Budget.ToString().ToLowerInvariant(), options.Seeds,
-            Math.Round(clock.Elapsed.TotalSeconds, 1), DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), run.Report.Plots,
+            Math.Round(Math.Max(clock.Elapsed.TotalSeconds, run.Results.Sum(r => r.Seconds)), 1), DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), run.Report.Plots,
             run.Report.Tables);
         File.WriteAllText(Path.Combine(run.Folder, "report.md"), Render(summary, run));
         File.WriteAllText(Path.Combine(run.Folder, "summary.json"), JsonSerializer.Serialize(summary, SummaryJson));
