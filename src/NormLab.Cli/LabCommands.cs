@@ -107,6 +107,7 @@ internal static class LabCommands
         }
         log.WriteLine(title);
         log.WriteLine("| " + string.Join(" | ", headers) + " |");
+        log.WriteLine("|" + string.Concat(headers.Select(_ => "---|")));
         foreach (var row in rows)
             log.WriteLine("| " + string.Join(" | ", row) + " |");
     }
