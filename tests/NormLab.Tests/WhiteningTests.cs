@@ -110,6 +110,44 @@ public class WhiteningTests
     }
 
     [Fact]
+    public void RunningWhiteningIsTheInverseSquareRootOfTheRunningCovariance()
+    {
+        // After training steps on small, noisy batches: W_run·(C_run + eps·I)·W_run = I, and C_run is the momentum
+        // average of the batches' unbiased covariances (from the identity it starts at).
+        var layer = new DecorrelatedBatchNorm(4, groupSize: 4, eps: 1e-3, momentum: 0.3);
+        var rng = new Rng(5);
+        var expected = new double[16];
+        for (int k = 0; k < 4; k++)
+            expected[k * 4 + k] = 1;
+        for (int step = 0; step < 5; step++)
+        {
+            var x = Correlated(rng, 12, 4);
+            layer.Forward(Tensor.FromArray(x.Select(v => (float)v).ToArray(), 12, 4));
+            var mean = Enumerable.Range(0, 4).Select(a => Enumerable.Range(0, 12).Average(i => (double)(float)x[i * 4 + a])).ToArray();
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                {
+                    double cov = Enumerable.Range(0, 12).Sum(i => ((float)x[i * 4 + a] - mean[a]) * ((float)x[i * 4 + b] - mean[b])) / 11;
+                    expected[a * 4 + b] = 0.7 * expected[a * 4 + b] + 0.3 * cov;
+                }
+        }
+        var c = layer.RunningCovariance.ToArray();
+        var w = layer.RunningWhitening.ToArray();
+        for (int k = 0; k < 16; k++)
+            Assert.Equal(expected[k], c[k], 1e-4 * (1 + Math.Abs(expected[k])));
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++)
+            {
+                double v = 0;
+                for (int p = 0; p < 4; p++)
+                    for (int q = 0; q < 4; q++)
+                        v += w[a * 4 + p] * ((double)c[p * 4 + q] + (p == q ? 1e-3 : 0)) * w[q * 4 + b];
+                Assert.True(Math.Abs(v - (a == b ? 1 : 0)) < 1e-4, $"(W·(C + eps)·W)[{a},{b}] = {v}");
+            }
+        Assert.Contains(layer.NamedBuffers(), b => b.Name == "running_covariance");
+    }
+
+    [Fact]
     public void ABatchSmallerThanTheGroupIsAClearError()
     {
         var e = Assert.Throws<ArgumentException>(() => new DecorrelatedBatchNorm(8, groupSize: 8).Forward(new Tensor(4, 8)));

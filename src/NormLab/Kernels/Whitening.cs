@@ -30,8 +30,10 @@ public static class Whitening
         /// <summary>The whitening matrix W (symmetric), d×d.</summary>
         public double[] W { get; } = new double[d * d];
 
-        /// <summary>Scratch d×d matrices (Σ, A, and two for the sandwiches), so a step allocates nothing.</summary>
-        internal double[] Sigma { get; } = new double[d * d];
+        /// <summary>The (biased) covariance Σ of the last batch, d×d; or the input of <see cref="FromCovariance"/>.</summary>
+        public double[] Covariance { get; } = new double[d * d];
+
+        // Scratch d×d matrices, so that a step allocates nothing.
 
         internal double[] A { get; } = new double[d * d];
 
@@ -61,16 +63,23 @@ public static class Whitening
         for (int i = 0; i < m; i++)
             for (int k = 0; k < d; k++)
                 xc[i * d + k] = x[i * d + k] - mean[k];
-        var sigma = state.Sigma;
+        var sigma = state.Covariance;
         Array.Clear(sigma);
         // Σ = X_cᵀX_c/m, row by row of X_c so that the inner loop is a vector operation over Σ's rows (the products
         // are the same for (a, b) and (b, a), so Σ comes out exactly symmetric).
         for (int i = 0; i < m; i++)
             AddOuterRow(sigma, xc.Slice(i * d, d), xc.Slice(i * d, d), d);
         TensorPrimitives.Divide(sigma, m, sigma);
-        SymmetricEigenInPlace(sigma, d, state.Values, state.Vectors);   // Σ is not needed afterwards
-        Compose(state.W, state.Vectors, state.Values, d, eps);
+        FromCovariance(state, d, eps);
         Multiply(y, xc, state.W, m, d);
+    }
+
+    /// <summary>W = (Σ + eps·I)^(−1/2) of <see cref="State.Covariance"/>, with its eigenvectors and eigenvalues, into the state.</summary>
+    public static void FromCovariance(State state, int d, double eps)
+    {
+        state.Covariance.AsSpan(0, d * d).CopyTo(state.B);   // the rotations destroy their matrix; keep Σ
+        SymmetricEigenInPlace(state.B, d, state.Values, state.Vectors);
+        Compose(state.W, state.Vectors, state.Values, d, eps);
     }
 
     /// <summary>X̂ = (X − μ)·W with fixed μ, W (eval mode).</summary>

@@ -6,13 +6,16 @@ namespace NormLab;
 /// Decorrelated batch normalization (Huang, Yang, Lang &amp; Deng, CVPR 2018): the channels, in groups of
 /// <see cref="GroupSize"/>, are ZCA-whitened over the batch (and spatial positions) instead of standardized one by one,
 /// so each group's output has identity covariance, not just unit variances; then per-channel γ, β. Training keeps
-/// <c>running_mean</c> and a running whitening matrix per group (<c>running_whitening</c>, [groups, d, d]), averaged with
-/// <see cref="Momentum"/> as in the authors' code; eval mode applies them. Input [N, C] or [N, C, H, W]. Statistics and
+/// <c>running_mean</c> and a running covariance per group (<c>running_covariance</c>, [groups, d, d], unbiased, averaged
+/// with <see cref="Momentum"/> like BatchNorm's running variance); eval mode applies <c>running_whitening</c> =
+/// (running_covariance + eps·I)^(−1/2), recomputed after each training step. The authors' code averages the batches'
+/// whitening matrices instead; an average of inverse square roots of noisy covariances is not the population's, and in
+/// the lab (norm-family) it left eval accuracy far below training accuracy. Input [N, C] or [N, C, H, W]. Statistics and
 /// the eigendecomposition run in double (<see cref="Whitening"/>); this layer is slower than BatchNorm by design.
 /// </summary>
 public sealed class DecorrelatedBatchNorm : Module
 {
-    private readonly Whitening.State[] _states;
+    private readonly Whitening.State[] _states, _running;
     private double[][] _xhat, _buffer;
     private double[] _dx = [];
     private Tensor? _input, _output, _inputGrad;
@@ -41,11 +44,13 @@ public sealed class DecorrelatedBatchNorm : Module
         Weight = NormParameters.Scale(numFeatures);
         Bias = NormParameters.Shift(numFeatures);
         RunningMean = new Tensor(numFeatures);
+        RunningCovariance = new Tensor(groups, d, d);
         RunningWhitening = new Tensor(groups, d, d);
         for (int g = 0; g < groups; g++)
             for (int k = 0; k < d; k++)
-                RunningWhitening.Span[(g * d + k) * d + k] = 1;
+                RunningCovariance.Span[(g * d + k) * d + k] = RunningWhitening.Span[(g * d + k) * d + k] = 1;
         _states = Enumerable.Range(0, groups).Select(_ => new Whitening.State(d)).ToArray();
+        _running = Enumerable.Range(0, groups).Select(_ => new Whitening.State(d)).ToArray();
         _xhat = new double[groups][];
         _buffer = new double[groups][];
     }
@@ -71,7 +76,10 @@ public sealed class DecorrelatedBatchNorm : Module
     /// <summary>The running mean per channel.</summary>
     public Tensor RunningMean { get; }
 
-    /// <summary>The running whitening matrices, [groups, d, d].</summary>
+    /// <summary>The running (unbiased) covariance of each group, [groups, d, d].</summary>
+    public Tensor RunningCovariance { get; }
+
+    /// <summary>The whitening matrices of the running covariances, (Σ_run + eps·I)^(−1/2), [groups, d, d].</summary>
     public Tensor RunningWhitening { get; }
 
     /// <inheritdoc/>
@@ -97,11 +105,20 @@ public sealed class DecorrelatedBatchNorm : Module
                 var st = _states[g];
                 Whitening.Forward(xhat, xg, m, d, Eps, st);
                 var rm = RunningMean.Span.Slice(g * d, d);
+                var rc = RunningCovariance.Span.Slice(g * d * d, d * d);
                 var rw = RunningWhitening.Span.Slice(g * d * d, d * d);
+                var run = _running[g];
+                double unbiased = (double)m / (m - 1);
                 for (int k = 0; k < d; k++)
                     rm[k] = (float)((1 - Momentum) * rm[k] + Momentum * st.Mean[k]);
                 for (int k = 0; k < d * d; k++)
-                    rw[k] = (float)((1 - Momentum) * rw[k] + Momentum * st.W[k]);
+                {
+                    rc[k] = (float)((1 - Momentum) * rc[k] + Momentum * unbiased * st.Covariance[k]);
+                    run.Covariance[k] = rc[k];
+                }
+                Whitening.FromCovariance(run, d, Eps);
+                for (int k = 0; k < d * d; k++)
+                    rw[k] = (float)run.W[k];
             }
             else
             {
@@ -199,6 +216,7 @@ public sealed class DecorrelatedBatchNorm : Module
     protected override IEnumerable<(string Name, Tensor Value)> LocalBuffers()
     {
         yield return ("running_mean", RunningMean);
+        yield return ("running_covariance", RunningCovariance);
         yield return ("running_whitening", RunningWhitening);
     }
 
