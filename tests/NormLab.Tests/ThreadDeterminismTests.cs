@@ -37,7 +37,7 @@ public class ThreadDeterminismTests
         return result;
     }
 
-    public static TheoryData<string> Models => ["cnn", "resnet", "ioffe-mlp", "cnn-group", "cnn-instance", "mlp-layer"];
+    public static TheoryData<string> Models => ["cnn", "resnet", "ioffe-mlp", "cnn-group", "cnn-instance", "mlp-layer", "cnn-lp1", "cnn-lpinf"];
 
     [Theory]
     [MemberData(nameof(Models))]
@@ -49,6 +49,8 @@ public class ThreadDeterminismTests
             "resnet" => rng => Zoo.ResNet(NormKind.Batch, blocksPerStage: 1, rng: rng),
             "cnn-group" => rng => Zoo.Cnn(NormKind.Group, rng: rng),
             "cnn-instance" => rng => Zoo.Cnn(NormKind.Instance, rng: rng),
+            "cnn-lp1" => rng => Zoo.Cnn(NormKind.Lp1, rng: rng),
+            "cnn-lpinf" => rng => Zoo.Cnn(NormKind.LpInf, rng: rng),
             "mlp-layer" => rng => Zoo.IoffeMlp(NormKind.Layer, rng: rng),
             _ => rng => Zoo.IoffeMlp(NormKind.Batch, rng: rng),
         };

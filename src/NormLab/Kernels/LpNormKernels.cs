@@ -10,15 +10,45 @@ namespace NormLab.Kernels;
 /// </code>
 /// p = 2 is BatchNorm with eps outside the root. The layout is BatchNorm's [n, c, s]; statistics in double.
 /// </summary>
-public static class LpNormKernels
+public static unsafe class LpNormKernels
 {
+    // Below this many values a kernel runs on the calling thread; above, channels are split over the thread team.
+    // Each channel's sums stay in one thread and in one order, so the result does not depend on the thread count.
+    private const long ParallelWork = 1 << 14;
+
+    private ref struct Args<T> where T : unmanaged
+    {
+        public ReadOnlySpan<T> X, Dy, Gamma, Beta;
+        public Span<T> Y, DGamma, DBeta;
+        public ReadOnlySpan<double> MeanIn, ScaleIn;
+        public Span<double> Mean, Scale;
+        public int N, C, S;
+        public double P, Eps;
+    }
+
+    private static void Run<T>(ref Args<T> a, delegate*<ref Args<T>, int, int, void> channels) where T : unmanaged
+    {
+        if ((long)a.N * a.C * a.S < ParallelWork)
+            channels(ref a, 0, a.C);
+        else
+            Threading.Team.For(a.C, ref a, channels);
+    }
+
     /// <summary>Per-channel mean and s_p.</summary>
     public static void Moments<T>(ReadOnlySpan<T> x, int n, int c, int s, double p, Span<double> mean, Span<double> scale)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(x.Length, n, c, s, mean.Length, scale.Length);
-        double m = (double)n * s;
-        for (int ch = 0; ch < c; ch++)
+        var a = new Args<T> { X = x, N = n, C = c, S = s, P = p, Mean = mean, Scale = scale };
+        Run(ref a, &MomentsChannels);
+    }
+
+    private static void MomentsChannels<T>(ref Args<T> a, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        ReadOnlySpan<T> x = a.X;
+        int n = a.N, c = a.C, s = a.S;
+        double p = a.P, m = (double)n * s;
+        for (int ch = from; ch < to; ch++)
         {
             double sum = 0;
             for (int i = 0; i < n; i++)
@@ -31,8 +61,8 @@ public static class LpNormKernels
                     double d = Math.Abs(double.CreateChecked(x[j]) - mu);
                     acc = double.IsPositiveInfinity(p) ? Math.Max(acc, d) : p == 1 ? acc + d : p == 2 ? acc + d * d : acc + Math.Pow(d, p);
                 }
-            mean[ch] = mu;
-            scale[ch] = double.IsPositiveInfinity(p) ? acc : Math.Pow(acc / m, 1 / p);
+            a.Mean[ch] = mu;
+            a.Scale[ch] = double.IsPositiveInfinity(p) ? acc : Math.Pow(acc / m, 1 / p);
         }
     }
 
@@ -42,15 +72,25 @@ public static class LpNormKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(x.Length, n, c, s, mean.Length, scale.Length);
-        for (int ch = 0; ch < c; ch++)
+        var args = new Args<T> { X = x, Y = y, N = n, C = c, S = s, MeanIn = mean, ScaleIn = scale, Eps = eps, Gamma = gamma, Beta = beta };
+        Run(ref args, &NormalizeChannels);
+    }
+
+    private static void NormalizeChannels<T>(ref Args<T> args, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        ReadOnlySpan<T> x = args.X;
+        Span<T> y = args.Y;
+        int n = args.N, c = args.C, s = args.S;
+        for (int ch = from; ch < to; ch++)
         {
-            double a = (gamma.IsEmpty ? 1 : double.CreateChecked(gamma[ch])) / (scale[ch] + eps);
-            double b = beta.IsEmpty ? 0 : double.CreateChecked(beta[ch]);
+            double a = (args.Gamma.IsEmpty ? 1 : double.CreateChecked(args.Gamma[ch])) / (args.ScaleIn[ch] + args.Eps);
+            double b = args.Beta.IsEmpty ? 0 : double.CreateChecked(args.Beta[ch]);
+            double mu = args.MeanIn[ch];
             for (int i = 0; i < n; i++)
             {
                 int at = (i * c + ch) * s;
                 for (int j = at; j < at + s; j++)
-                    y[j] = T.CreateChecked((double.CreateChecked(x[j]) - mean[ch]) * a + b);
+                    y[j] = T.CreateChecked((double.CreateChecked(x[j]) - mu) * a + b);
             }
         }
     }
@@ -67,11 +107,20 @@ public static class LpNormKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(x.Length, n, c, s, mean.Length, scale.Length);
-        double m = (double)n * s;
+        var args = new Args<T> { X = x, Dy = dy, Y = dx, DGamma = dGamma, DBeta = dBeta, N = n, C = c, S = s, P = p, MeanIn = mean, ScaleIn = scale, Eps = eps, Gamma = gamma };
+        Run(ref args, &BackwardChannels);
+    }
+
+    private static void BackwardChannels<T>(ref Args<T> args, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        ReadOnlySpan<T> x = args.X, dy = args.Dy, gamma = args.Gamma;
+        Span<T> dx = args.Y, dGamma = args.DGamma, dBeta = args.DBeta;
+        int n = args.N, c = args.C, s = args.S;
+        double p = args.P, eps = args.Eps, m = (double)n * s;
         bool inf = double.IsPositiveInfinity(p);
-        for (int ch = 0; ch < c; ch++)
+        for (int ch = from; ch < to; ch++)
         {
-            double mu = mean[ch], sp = scale[ch], d = sp + eps, g = gamma.IsEmpty ? 1 : double.CreateChecked(gamma[ch]);
+            double mu = args.MeanIn[ch], sp = args.ScaleIn[ch], d = sp + eps, g = gamma.IsEmpty ? 1 : double.CreateChecked(gamma[ch]);
             double sumDy = 0, sumDyC = 0, sumPsi = 0, maxAbs = -1;
             int argMax = -1;
             for (int i = 0; i < n; i++)
