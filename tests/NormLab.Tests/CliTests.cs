@@ -6,7 +6,7 @@ namespace NormLab.Tests;
 /// <summary>The normlab command, run in process.</summary>
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var output = new StringWriter();
         var errors = new StringWriter();

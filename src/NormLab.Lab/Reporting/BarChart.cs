@@ -20,11 +20,9 @@ public sealed class BarChart
     /// <summary>Renders to <paramref name="folder"/>/<paramref name="stem"/>.png and .svg.</summary>
     public void Save(string folder, string stem, int width = 900, int height = 540)
     {
-        Build(svg: false).SavePng(Path.Combine(folder, stem + ".png"), width, height);
-        Build(svg: true).SaveSvg(Path.Combine(folder, stem + ".svg"), width, height);
+        PlotOutput.Save(Build, folder, stem, width, height);
     }
 
-    // Skia's SVG backend has no dash effects: reference lines are thin and solid there.
     private Plot Build(bool svg)
     {
         var plot = new Plot();
@@ -41,13 +39,7 @@ public sealed class BarChart
         plot.Axes.Bottom.TickLabelStyle.Rotation = Bars.Count > 6 ? -35 : 0;
         plot.Axes.Bottom.TickLabelStyle.Alignment = Bars.Count > 6 ? Alignment.MiddleRight : Alignment.UpperCenter;
         foreach (var (y, label) in HorizontalLines)
-        {
-            var h = plot.Add.HorizontalLine(y);
-            h.LinePattern = svg ? LinePattern.Solid : LinePattern.Dotted;
-            h.LineWidth = svg ? 0.75f : 1;
-            h.Color = Colors.Gray;
-            h.LegendText = label;
-        }
+            PlotOutput.ReferenceLine(plot, y, label, svg);
         plot.Axes.Margins(bottom: 0);
         plot.Title(Title);
         plot.YLabel(YLabel);

@@ -66,12 +66,10 @@ public sealed class Chart
     /// <summary>Renders the chart to <paramref name="folder"/>/<paramref name="stem"/>.png and .svg.</summary>
     public void Save(string folder, string stem, int width = 900, int height = 540)
     {
-        Build(svg: false).SavePng(Path.Combine(folder, stem + ".png"), width, height);
-        Build(svg: true).SaveSvg(Path.Combine(folder, stem + ".svg"), width, height);
+        PlotOutput.Save(Build, folder, stem, width, height);
     }
 
-    // Skia's SVG backend has no dash effects (it prints "Unsupported path effect" and draws solid lines), so in SVG a
-    // dashed line is drawn solid and thinner, and a dotted reference line thin and light.
+    // In SVG a dashed line is drawn solid and thinner (see PlotOutput).
     private Plot Build(bool svg)
     {
         var plot = new Plot();
@@ -108,13 +106,7 @@ public sealed class Chart
         }
         foreach (var (y, label) in HorizontalLines)
             if (Usable(y, LogY))
-            {
-                var h = plot.Add.HorizontalLine(Tx(y, LogY));
-                h.LinePattern = svg ? LinePattern.Solid : LinePattern.Dotted;
-                h.LineWidth = svg ? 0.75f : 1;
-                h.Color = Colors.Gray;
-                h.LegendText = label;
-            }
+                PlotOutput.ReferenceLine(plot, Tx(y, LogY), label, svg);
         plot.Title(Title);
         plot.XLabel(XLabel);
         plot.YLabel(YLabel);

@@ -1,17 +1,9 @@
-using NormLab.Cli;
-
 namespace NormLab.Tests.Lab;
 
 /// <summary><c>normlab lab</c> and <c>normlab report</c>: bad arguments give one line on standard error and exit code 1.</summary>
 public sealed class LabCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var errors = new StringWriter();
-        int code = Commands.Build(output, errors).Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = errors });
-        return (code, output.ToString(), errors.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
     [Theory]
     [InlineData("unknown experiment 'nope'", "lab", "nope")]
