@@ -17,12 +17,7 @@ public class AllocationTests
             optimizer.Step();
             also?.Invoke();
         }
-        for (int i = 0; i < 3; i++)
-            Step();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-            Step();
-        return GC.GetAllocatedBytesForCurrentThread() - before;
+        return Allocations.Steady(Step);
     }
 
     [Fact]
@@ -54,10 +49,6 @@ public class AllocationTests
             eval.Forward(x);
             eval.Backward(dy);
         }
-        Step();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 3; i++)
-            Step();
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, Allocations.Steady(Step, warmup: 1, repeats: 3));
     }
 }

@@ -1,3 +1,4 @@
+using NormLab.Tests.Support;
 using NormLab.Threading;
 
 namespace NormLab.Tests;
@@ -130,12 +131,12 @@ public unsafe class TeamTests
     {
         using var _ = new TeamSize(2);
         var hits = new int[256];
-        var m = new Marks { Hits = hits, ThrowAt = -1 };
-        Team.For(256, ref m, &Mark);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int rep = 0; rep < 1000; rep++)
+        void Call()
+        {
+            var m = new Marks { Hits = hits, ThrowAt = -1 };
             Team.For(256, ref m, &Mark);
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.Equal(0, Allocations.Steady(Call, warmup: 1, repeats: 1000));
     }
 
     [Fact]

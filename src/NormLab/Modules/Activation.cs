@@ -24,7 +24,7 @@ public abstract class Activation : Module
     /// <inheritdoc/>
     protected override Tensor BackwardCore(Tensor dy)
     {
-        ShapeCheck.Gradient(dy, _output, GetType().Name);
+        ShapeCheck.Gradient(dy, _output, this);
         var dx = Tensor.Ensure(ref _inputGrad, dy.Shape);
         Derive(dx.Span, dy.Span, _output!.Span);
         return dx;

@@ -11,12 +11,14 @@ namespace NormLab;
 public sealed class LayerNorm : RowNorm
 {
     private readonly int[] _shape;
+    private readonly int _length;
 
     /// <summary>Creates the layer.</summary>
     public LayerNorm(int[] normalizedShape, double eps = 1e-5, bool elementwiseAffine = true, bool bias = true)
         : base(eps, Validate(normalizedShape, elementwiseAffine), bias)
     {
         _shape = (int[])normalizedShape.Clone();
+        _length = _shape.Aggregate(1, (a, b) => a * b);
     }
 
     /// <summary>A layer normalizing the last dimension of <paramref name="features"/> values.</summary>
@@ -43,8 +45,8 @@ public sealed class LayerNorm : RowNorm
         if (x.Rank < k || !x.Shape[^k..].SequenceEqual(_shape))
             throw new ArgumentException(
                 $"LayerNorm: given normalized_shape=[{string.Join(", ", _shape)}], expected input with shape [*, {string.Join(", ", _shape)}], but got input of shape {x.ShapeString}.");
-        int length = _shape.Aggregate(1, (a, b) => a * b);
-        return new RowLayout(x.Length / length, length, 1, 1);
+        // Computed once: LINQ here would allocate an enumerator per step until the JIT's escape analysis removes it.
+        return new RowLayout(x.Length / _length, _length, 1, 1);
     }
 
     /// <inheritdoc/>

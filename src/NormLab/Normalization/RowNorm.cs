@@ -67,7 +67,7 @@ public abstract class RowNorm : Module
     /// <inheritdoc/>
     protected override Tensor BackwardCore(Tensor dy)
     {
-        ShapeCheck.Gradient(dy, _output, GetType().Name);
+        ShapeCheck.Gradient(dy, _output, this);
         var x = _input!;
         var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
         if (x.Length == 0)

@@ -24,6 +24,15 @@ public static class ShapeCheck
             throw new ArgumentException($"{module}: expected {what} = {size} (dimension {dim}), got input of shape {x.ShapeString}.");
     }
 
+    /// <summary>Throws unless a gradient has the shape of the output it belongs to; the module's type names it.</summary>
+    /// <remarks>Named only on failure: <c>GetType().Name</c> sits in a weakly held reflection cache, so calling it every
+    /// step allocates again after each garbage collection.</remarks>
+    public static void Gradient(Tensor dy, Tensor? output, Module module)
+    {
+        if (output is null || !dy.HasShape(output.Shape))
+            Gradient(dy, output, module.GetType().Name);
+    }
+
     /// <summary>Throws unless a gradient has the shape of the output it belongs to.</summary>
     public static void Gradient(Tensor dy, Tensor? output, string module)
     {
