@@ -15,7 +15,8 @@ namespace NormLab.Kernels;
 internal static unsafe class BatchNormPlanes
 {
     /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in two passes: the first around the channel's
-    /// first value, the second around the mean of the first (no E[x²] − E[x]² cancellation).</summary>
+    /// first value, the second around the mean of the first (no E[x²] − E[x]² cancellation). A channel whose per-lane sums
+    /// overflow T (squares of values near 1e18 over a large plane) is summed again in double (<see cref="WideMoments"/>).</summary>
     public static (double Mean, double M2) Moments<T>(T* x, int n, int c, int s, int ch) where T : unmanaged, IFloatingPointIeee754<T>
     {
         long stride = (long)c * s;
@@ -31,7 +32,7 @@ internal static unsafe class BatchNormPlanes
         var m2 = new DoubleLanes();
         for (int i = 0; i < n; i++)
             m2.Add(Centered.Sum(first + i * stride, s, squared));
-        return (mean, m2.Total);
+        return WideMoments.Needed(mean, m2.Total) ? WideMoments.Of(first, n, s, stride) : (mean, m2.Total);
     }
 
     public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>

@@ -105,7 +105,8 @@ internal static unsafe class BatchNormRows
         }
     }
 
-    // Mean and M2 of a chunk's channels: two passes, the first around row 0, the second around the mean.
+    // Mean and M2 of a chunk's channels: two passes, the first around row 0, the second around the mean. A channel whose
+    // runs of squares overflow T (values near 1e19 in float) is summed again in double (WideMoments).
     private static void Moments<T>(ref BatchNormArgs<T> a, Chunk<T> chunk, Scratch<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var deviations = (Deviation<T>*)scratch.Terms;
@@ -122,7 +123,15 @@ internal static unsafe class BatchNormRows
         }
         Sum(a.X, a.N, a.C, chunk, squares, scratch.Sums);
         for (int j = 0; j < chunk.Count; j++)
+        {
             chunk.Store(scratch.Sums[j], a.M2, j);
+            for (int lane = 0; lane < chunk.Width(j); lane++)
+            {
+                int ch = chunk.Channel(j, lane);
+                if (WideMoments.Needed(a.Mean[ch], a.M2[ch]))
+                    (a.Mean[ch], a.M2[ch]) = WideMoments.Of(a.X + ch, a.N, 1, a.C);
+            }
+        }
     }
 
     // Rows summed in T, in registers, before one widening add into the double accumulators: a read-modify-write of the
