@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Spectre.Console;
 using NormLab.Models;
@@ -40,7 +41,9 @@ internal static class Commands
         var batch = Opt("--batch", "mini-batch size", 60);
         var steps = new Option<int?>("--steps") { Description = "training steps (or give --epochs)" };
         var epochs = new Option<int?>("--epochs") { Description = "training epochs (or give --steps)" };
-        var evalEvery = Opt("--eval-every", "evaluate and checkpoint every N steps", 500);
+        var evalEvery = Opt("--eval-every", "evaluate every N steps", 500);
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "save a checkpoint every N steps (default: at every evaluation), at the end and on Ctrl+C" };
+        var onNan = Opt("--on-nan", $"on a non-finite loss or gradient: stop (name the layer, keep the last checkpoint) or skip the batch (stop after {NanGuard.MaxSkipsInARow} in a row)", "stop");
         var seed = Opt("--seed", "seed of every random number", 1UL);
         var initStd = Opt("--init-std", "weight std of ioffe-mlp", 0.1);
         var binarize = Opt("--binarize", "binarize pixels at 0.5 (Ioffe & Szegedy's binary images)", false);
@@ -56,8 +59,8 @@ internal static class Commands
         var json = Opt("--json", "end standard output with one JSON object of the results", false);
         var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
         {
-            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, seed, initStd, binarize, outDir, resume,
-            groups, virtualBatch, whitenGroup, noiseA, noiseB, noise, threads, json,
+            model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, checkpointEvery, onNan, seed, initStd,
+            binarize, outDir, resume, groups, virtualBatch, whitenGroup, noiseA, noiseB, noise, threads, json,
         };
         cmd.SetAction(p => Guard(err, () =>
         {
@@ -70,6 +73,14 @@ internal static class Commands
                 throw new ArgumentException($"--batch must be at least 2 (batch normalization needs more than one value per channel), got {p.GetValue(batch)}");
             if (p.GetValue(evalEvery) < 1)
                 throw new ArgumentException("--eval-every must be positive");
+            if (p.GetValue(checkpointEvery) < 1)
+                throw new ArgumentException($"--checkpoint-every must be positive, got {p.GetValue(checkpointEvery)}");
+            var nanPolicy = p.GetValue(onNan) switch
+            {
+                "stop" => OnNan.Stop,
+                "skip" => OnNan.Skip,
+                var other => throw new ArgumentException($"unknown --on-nan '{other}' (known: stop, skip)"),
+            };
             if (p.GetValue(threads) is < 1 or > 1024)
                 throw new ArgumentException($"--threads must be between 1 and 1024, got {p.GetValue(threads)}");
             if (!(p.GetValue(lr) > 0))
@@ -84,11 +95,21 @@ internal static class Commands
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var options = new TrainOptions(spec, folder, p.GetValue(optimizer)!, p.GetValue(lr), p.GetValue(momentum), p.GetValue(weightDecay),
                 p.GetValue(batch), st, ep, p.GetValue(evalEvery), p.GetValue(seed), p.GetValue(outDir)!, p.GetValue(resume),
-                p.GetValue(threads));
+                p.GetValue(threads), p.GetValue(checkpointEvery) ?? 0, nanPolicy);
             bool asJson = p.GetValue(json);
+            // Ctrl+C: the run finishes its step, saves and returns; a second Ctrl+C ends the process at once (the
+            // checkpoint on disk is whole either way).
+            using var interrupt = new CancellationTokenSource();
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx =>
+            {
+                if (interrupt.IsCancellationRequested)
+                    return;
+                ctx.Cancel = true;
+                interrupt.Cancel();
+            });
             TrainResult result;
             if (!interactive || asJson)
-                result = TrainRun.Run(options, log.WriteLine);
+                result = TrainRun.Run(options, log.WriteLine, interrupt: interrupt.Token);
             else
             {
                 result = AnsiConsole.Progress()
@@ -108,11 +129,20 @@ internal static class Commands
                             shown = now;
                             task.Description = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                                 $"step {s.Step}/{s.Total}  loss {s.Loss:F4}  acc {s.Accuracy:P1}  {s.StepsPerSecond:F0} steps/s");
-                        });
+                        }, interrupt.Token);
                     });
                 var table = new Table().RoundedBorder().AddColumns("steps", "train loss", "train acc", "test loss", "test acc", "seconds");
                 table.AddRow($"{result.Steps}", $"{result.TrainLoss:F4}", $"{result.TrainAccuracy:P2}", $"{result.TestLoss:F4}", $"{result.TestAccuracy:P2}", $"{result.Seconds:F1}");
-                AnsiConsole.Write(table);
+                if (!result.Interrupted)
+                    AnsiConsole.Write(table);
+            }
+            if (result.Interrupted)
+            {
+                var again = p.Tokens.Select(t => t.Value.Any(char.IsWhiteSpace) ? $"'{t.Value}'" : t.Value).ToList();
+                if (!p.GetValue(resume))
+                    again.Add("--resume");
+                err.WriteLine($"normlab: interrupted at step {result.Steps}; the checkpoint is saved in {options.Out}. Resume with: normlab {string.Join(' ', again)}");
+                return 130;   // 128 + SIGINT, as shells report a process that Ctrl+C ended
             }
             if (asJson)
                 log.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>

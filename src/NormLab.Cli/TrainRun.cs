@@ -4,33 +4,43 @@ using NormLab.Data;
 
 namespace NormLab.Cli;
 
-/// <summary>What a run ends with (also the --json object).</summary>
-internal sealed record TrainResult(long Steps, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds);
+/// <summary>What a run ends with (also the --json object); <paramref name="Interrupted"/> when Ctrl+C stopped it early.</summary>
+internal sealed record TrainResult(long Steps, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy, double Seconds,
+    bool Interrupted = false);
 
 /// <summary>Options of <c>normlab train</c>.</summary>
 internal sealed record TrainOptions(ModelSpec Spec, string DataFolder, string Optimizer, double Lr, double Momentum, double WeightDecay,
-    int Batch, int? Steps, int? Epochs, int EvalEvery, ulong Seed, string Out, bool Resume, int Threads);
+    int Batch, int? Steps, int? Epochs, int EvalEvery, ulong Seed, string Out, bool Resume, int Threads, int CheckpointEvery = 0, OnNan OnNan = OnNan.Stop)
+{
+    /// <summary>Steps between checkpoints: <see cref="CheckpointEvery"/>, or at every evaluation if it is 0.</summary>
+    public int CheckpointInterval => CheckpointEvery > 0 ? CheckpointEvery : EvalEvery;
+}
 
 /// <summary>Where a run stands, for a progress display: the running mean loss and accuracy since the last evaluation.</summary>
 internal readonly record struct TrainProgress(long Step, long Total, double Loss, double Accuracy, double StepsPerSecond);
 
-/// <summary>One training run: model, optimizer, loader, periodic evaluation, metrics.csv and a checkpoint in the output folder.</summary>
+/// <summary>
+/// One training run: model, optimizer, loader, periodic evaluation, metrics.csv and checkpoints in the output folder
+/// (<see cref="TrainCheckpoint"/>), stopping cleanly on Ctrl+C and on a non-finite loss (<see cref="NanGuard"/>).
+/// </summary>
 internal static class TrainRun
 {
-    public const string ModelName = "model.safetensors";
-    public const string ResumeName = "resume.safetensors";
+    public const string ModelName = TrainCheckpoint.ModelName;
+    public const string ResumeName = TrainCheckpoint.ResumeName;
 
     /// <param name="o">The options.</param>
     /// <param name="log">Receives one line per evaluation and a summary.</param>
     /// <param name="progress">Called after every step, e.g. to drive a progress bar.</param>
-    public static TrainResult Run(TrainOptions o, Action<string> log, Action<TrainProgress>? progress = null)
+    /// <param name="interrupt">Once cancelled, the run finishes its step, saves a checkpoint and returns, marked interrupted.</param>
+    /// <exception cref="ArithmeticException">A non-finite loss or gradient stopped the run (the message says where).</exception>
+    /// <exception cref="IOException">The output folder cannot be written, before training or at a save.</exception>
+    public static TrainResult Run(TrainOptions o, Action<string> log, Action<TrainProgress>? progress = null, CancellationToken interrupt = default)
     {
         Threading.Team.SetSize(o.Threads);
+        OutputFolder.EnsureWritable(o.Out);   // before the data are read: a read-only folder costs nothing
+        TrainCheckpoint.DeleteStaleTemporaries(o.Out);
         var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);
-        Directory.CreateDirectory(o.Out);
-        string checkpoint = Path.Combine(o.Out, ModelName);
-        string resumeFile = Path.Combine(o.Out, ResumeName);
-        string metrics = Path.Combine(o.Out, "metrics.csv");
+        string metrics = Path.Combine(o.Out, TrainCheckpoint.MetricsName);
         var rng = new Rng(o.Seed);
         var model = o.Spec.Build(rng);
         Optimizer optimizer = o.Optimizer switch
@@ -45,86 +55,107 @@ internal static class TrainRun
         // Batch renormalization's schedule is the paper's 40k-step one, compressed to this run's length.
         foreach (var renorm in model.Modules().OfType<BatchRenorm>())
             renorm.Schedule = RenormSchedule.Scaled(total / 40000.0);
+        OutputFolder.EnsureSpace(o.Out, TrainCheckpoint.Bytes(model, train.Count));
 
-        if (o.Resume && File.Exists(checkpoint))
+        var tally = new RunTally();
+        var last = new TrainResult(0, double.NaN, double.NaN, double.NaN, double.NaN, 0);
+        long saved = -1;   // the step of the last complete checkpoint, -1 for none
+        if (o.Resume && TrainCheckpoint.Exists(o.Out))
         {
-            var meta = Checkpoint.LoadModel(checkpoint, model);
-            if (!File.Exists(resumeFile))
-                throw new NormLabFormatException($"{resumeFile}: missing; it holds the optimizer and data-loader state that --resume needs.");
-            var extra = Checkpoint.LoadTrainingState(resumeFile, optimizer);
-            // The two files are written one after the other; a crash between them leaves them at different steps.
-            if (!meta.TryGetValue("step", out var savedStep) || savedStep != optimizer.StepCount.ToString(CultureInfo.InvariantCulture))
-                throw new NormLabFormatException($"{checkpoint} (step {savedStep ?? "?"}) and {resumeFile} (step {optimizer.StepCount}) disagree; cannot resume exactly.");
-            if (!extra.TryGetValue("loader.rng", out var lr) || !extra.TryGetValue("loader.order", out var order) || !extra.TryGetValue("loader.position", out var pos))
-                throw new NormLabFormatException($"{resumeFile}: no data-loader state to resume from.");
-            loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => (int)v).ToArray(), (int)pos[0], (int)pos[1]);
-            log($"resumed from {checkpoint} at step {optimizer.StepCount}");
+            tally = TrainCheckpoint.Load(o.Out, model, optimizer, loader);
+            saved = optimizer.StepCount;
+            last = TrainCheckpoint.TrimMetrics(o.Out, saved) ?? last with { Steps = saved };
+            log($"resumed from {Path.Combine(o.Out, ResumeName)} at step {saved}");
         }
-        else if (!o.Resume || !File.Exists(metrics))
-            File.WriteAllText(metrics, "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds\n");
-        File.WriteAllText(Path.Combine(o.Out, "config.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+        else
+            AtomicFile.WriteAllText(metrics, TrainCheckpoint.MetricsHeader);
+        AtomicFile.WriteAllText(Path.Combine(o.Out, "config.json"), Config(o));
+        var meta = o.Spec.ToMetadata();
+        meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
+
+        string LastGood() => saved < 0 ? "no checkpoint was written yet" : $"the last good checkpoint (step {saved}) is kept in {o.Out}";
+        void Save(long step)
         {
-            ["model"] = o.Spec.Model, ["norm"] = o.Spec.Norm.Kind.ToString().ToLowerInvariant(), ["norm_settings"] = o.Spec.Norm, ["norm_position"] = o.Spec.Position.ToString().ToLowerInvariant(),
-            ["init_std"] = o.Spec.InitStd, ["binarize"] = o.Spec.Binarize, ["data"] = o.DataFolder, ["optimizer"] = o.Optimizer, ["lr"] = o.Lr,
-            ["momentum"] = o.Momentum, ["weight_decay"] = o.WeightDecay, ["batch"] = o.Batch, ["steps"] = o.Steps, ["epochs"] = o.Epochs,
-            ["eval_every"] = o.EvalEvery, ["seed"] = o.Seed, ["threads"] = o.Threads,
-        }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } }));
+            meta["step"] = step.ToString(CultureInfo.InvariantCulture);
+            try
+            {
+                TrainCheckpoint.Save(o.Out, model, optimizer, loader, tally, meta, () => saved = step);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                string from = saved < 0 ? "no checkpoint was written yet" : $"--resume continues from the last complete checkpoint (step {saved})";
+                throw new IOException($"saving the checkpoint of step {step} failed: {e.Message}. {from}", e);
+            }
+        }
 
         var loss = new SoftmaxCrossEntropy();
+        var guard = new NanGuard(model, optimizer, o.OnNan);
         var clock = Stopwatch.StartNew();
         long firstStep = optimizer.StepCount;
-        double lossSum = 0;
-        int lossCount = 0, correct = 0, seen = 0;
-        var last = new TrainResult(optimizer.StepCount, double.NaN, double.NaN, double.NaN, double.NaN, 0);
-        while (optimizer.StepCount < total)
+        while (optimizer.StepCount < total && !interrupt.IsCancellationRequested)
         {
             if (!loader.TryNext(out var images, out var flat, out var labels))
                 continue;
+            var input = o.Spec.Flat ? flat : images;
+            guard.BeforeStep();
             optimizer.ZeroGrad();
-            var logits = model.Forward(o.Spec.Flat ? flat : images);
+            var logits = model.Forward(input);
             float l = loss.Forward(logits, labels);
-            correct += SoftmaxCrossEntropy.CountCorrect(logits, labels);
-            seen += labels.Length;
-            if (!float.IsFinite(l))
-                throw new ArithmeticException($"the loss became {l} at step {optimizer.StepCount + 1}; try a smaller --lr");
-            model.Backward(loss.Backward());
+            int correct = SoftmaxCrossEntropy.CountCorrect(logits, labels);
+            if (float.IsFinite(l))
+                model.Backward(loss.Backward());
+            if (!guard.Passes(l))
+            {
+                long at = optimizer.StepCount + 1;
+                string what = float.IsFinite(l) ? "a gradient became non-finite" : $"the loss became {l}";
+                string where = guard.Fail(input, labels.ToArray(), loss);
+                if (o.OnNan == OnNan.Stop)
+                    throw new ArithmeticException($"{what} at step {at} (first non-finite value: {where}); stopped without saving: {LastGood()}. Try a smaller --lr, or --on-nan skip");
+                tally.Skipped++;
+                log($"step {at}: {what} (first non-finite value: {where}); batch skipped, {tally.Skipped} so far");
+                if (guard.SkipsInARow >= NanGuard.MaxSkipsInARow)
+                    throw new ArithmeticException($"{guard.SkipsInARow} batches in a row were non-finite (the last at step {at}: {where}); the model itself has diverged, so skipping stops: {LastGood()}. Try a smaller --lr");
+                continue;
+            }
+            guard.Passed();
             optimizer.Step();
-            lossSum += l;
-            lossCount++;
             long step = optimizer.StepCount;
-            progress?.Invoke(new TrainProgress(step, total, lossSum / lossCount, (double)correct / seen,
+            if (!guard.StateFinite())
+                throw new ArithmeticException($"{NonFinite.FirstInState(model)} became non-finite in the update of step {step}; stopped without saving: {LastGood()}. Try a smaller --lr");
+            tally.Add(l, correct, labels.Length);
+            progress?.Invoke(new TrainProgress(step, total, tally.LossSum / tally.LossCount, (double)tally.Correct / tally.Seen,
                 (step - firstStep) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9)));
             if (step % o.EvalEvery == 0 || step == total)
             {
                 var (testLoss, accuracy) = Evaluate(model, test, o.Spec.Flat);
-                last = new TrainResult(step, lossSum / lossCount, (double)correct / seen, testLoss, accuracy, clock.Elapsed.TotalSeconds);
+                last = new TrainResult(step, tally.LossSum / tally.LossCount, (double)tally.Correct / tally.Seen, testLoss, accuracy, clock.Elapsed.TotalSeconds);
                 File.AppendAllText(metrics, string.Create(CultureInfo.InvariantCulture,
                     $"{step},{loader.Epoch},{last.TrainLoss:R},{last.TrainAccuracy:R},{testLoss:R},{accuracy:R},{optimizer.LearningRate:R},{last.Seconds:F2}\n"));
                 log(string.Create(CultureInfo.InvariantCulture,
                     $"step {step}/{total}  train loss {last.TrainLoss:F4}  train accuracy {last.TrainAccuracy:P2}  test loss {testLoss:F4}  test accuracy {accuracy:P2}"));
-                lossSum = 0;
-                lossCount = correct = seen = 0;
-                Save(checkpoint, model, optimizer, loader, o);
+                tally.Reset();
             }
+            if (step % o.CheckpointInterval == 0 || step == total)
+                Save(step);
         }
-        log($"done: {optimizer.StepCount} steps in {clock.Elapsed.TotalSeconds:F1} s; model {checkpoint}, metrics {metrics}");
+        if (interrupt.IsCancellationRequested && optimizer.StepCount < total)
+        {
+            if (saved != optimizer.StepCount)
+                Save(optimizer.StepCount);
+            return last with { Steps = optimizer.StepCount, Interrupted = true };
+        }
+        string skipped = tally.Skipped > 0 ? $", {tally.Skipped} batches skipped (non-finite)" : "";
+        log($"done: {optimizer.StepCount} steps in {clock.Elapsed.TotalSeconds:F1} s{skipped}; model {Path.Combine(o.Out, ModelName)}, metrics {metrics}");
         return last;
     }
 
-    private static void Save(string path, Module model, Optimizer optimizer, DataLoader loader, TrainOptions o)
+    private static string Config(TrainOptions o) => System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
     {
-        var (rngState, order, cursor, epoch) = loader.GetState();
-        var meta = o.Spec.ToMetadata();
-        meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
-        meta["step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture);
-        Checkpoint.SaveModel(path, model, meta);
-        Checkpoint.SaveTrainingState(Path.Combine(Path.GetDirectoryName(path)!, ResumeName), optimizer,
-        [
-            ("loader.rng", rngState.Select(v => (long)v).ToArray()),
-            ("loader.order", order.Select(v => (long)v).ToArray()),
-            ("loader.position", [cursor, epoch]),
-        ]);
-    }
+        ["model"] = o.Spec.Model, ["norm"] = o.Spec.Norm.Kind.ToString().ToLowerInvariant(), ["norm_settings"] = o.Spec.Norm, ["norm_position"] = o.Spec.Position.ToString().ToLowerInvariant(),
+        ["init_std"] = o.Spec.InitStd, ["binarize"] = o.Spec.Binarize, ["data"] = o.DataFolder, ["optimizer"] = o.Optimizer, ["lr"] = o.Lr,
+        ["momentum"] = o.Momentum, ["weight_decay"] = o.WeightDecay, ["batch"] = o.Batch, ["steps"] = o.Steps, ["epochs"] = o.Epochs,
+        ["eval_every"] = o.EvalEvery, ["checkpoint_every"] = o.CheckpointInterval, ["on_nan"] = o.OnNan.ToString().ToLowerInvariant(), ["seed"] = o.Seed, ["threads"] = o.Threads,
+    }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } });
 
     /// <summary>Mean test loss and accuracy in eval mode (running statistics).</summary>
     public static (double Loss, double Accuracy) Evaluate(Module model, ImageDataset test, bool flat)

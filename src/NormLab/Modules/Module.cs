@@ -28,8 +28,19 @@ public abstract class Module
         return y;
     }
 
+    /// <summary>
+    /// Called after every backward with (module, output gradient, input gradient); for observing gradients without changing
+    /// the model (<see cref="NonFinite.Locate"/>). Null by default.
+    /// </summary>
+    public Action<Module, Tensor, Tensor>? BackwardHook { get; set; }
+
     /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the last output) and returns the input gradient.</summary>
-    public Tensor Backward(Tensor dy) => BackwardCore(dy);
+    public Tensor Backward(Tensor dy)
+    {
+        var dx = BackwardCore(dy);
+        BackwardHook?.Invoke(this, dy, dx);
+        return dx;
+    }
 
     /// <summary>
     /// Whether <see cref="Backward"/> computes dx. A network's first layer sees data, whose gradient nobody reads (PyTorch

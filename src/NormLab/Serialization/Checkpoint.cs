@@ -6,23 +6,22 @@ namespace NormLab;
 /// <item>The model file holds parameters and buffers under PyTorch's state-dict names (<c>0.weight</c>,
 /// <c>1.running_mean</c>, <c>1.num_batches_tracked</c> as I64), so <c>safetensors.torch.load_file</c> reads it, and the
 /// architecture in its metadata.</item>
-/// <item>The resume file beside it holds what only training needs: the optimizer's state (<c>optim.0.exp_avg</c>,
-/// <c>optim.step</c>) and caller-supplied I64 vectors (RNG and data-loader position).</item>
+/// <item>The resume file holds what training needs to continue: the optimizer's state (<c>optim.0.exp_avg</c>,
+/// <c>optim.step</c>), caller-supplied I64 vectors (RNG and data-loader position) and, when given, the model itself under
+/// <c>model.</c> names. With the model inside, one file is one consistent training state: there is no pair of files that a
+/// crash between two writes could leave at different steps.</item>
 /// </list>
-/// Both are written to a temporary file that is renamed over the target: an interrupted save leaves the previous file intact.
+/// Every file is written all at once (<see cref="AtomicFile"/>): an interrupted save leaves the previous file intact.
 /// </summary>
 public static class Checkpoint
 {
+    /// <summary>The prefix of the model's entries in a resume file.</summary>
+    public const string ModelPrefix = "model.";
+
     /// <summary>Saves the model's parameters, buffers and batch counters with <paramref name="metadata"/>.</summary>
     public static void SaveModel(string path, Module model, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var tensors = model.NamedParameters().Select(p => (p.Name, p.Parameter.Value))
-            .Concat(model.NamedBuffers())
-            .ToList();
-        var counters = new List<(string, long)>();
-        foreach (var (name, m) in model.NamedModules())
-            if (m is IBatchCounter { TracksBatches: true } bn)
-                counters.Add((Prefix(name) + "num_batches_tracked", bn.NumBatchesTracked));
+        var (tensors, counters) = ModelEntries(model, "");
         SafeTensors.Write(path, tensors, metadata, counters);
     }
 
@@ -36,6 +35,71 @@ public static class Checkpoint
     public static Dictionary<string, string> LoadModel(string path, Module model)
     {
         var (tensors, metadata) = SafeTensors.Read(path);
+        Fit(tensors, path, model, "")();
+        return metadata;
+    }
+
+    /// <summary>
+    /// Saves the optimizer's state and step count, <paramref name="extra"/> I64 vectors and, if given, the model under
+    /// <see cref="ModelPrefix"/> names, in one file (the resume file).
+    /// </summary>
+    public static void SaveTrainingState(string path, Optimizer optimizer, IEnumerable<(string Name, long[] Values)>? extra = null,
+        Module? model = null, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var tensors = optimizer.StateBuffers().Select(b => ("optim." + b.Name, Tensor.FromArray(b.Values, b.Values.Length))).ToList();
+        var counters = new List<(string, long)> { ("optim.step", optimizer.StepCount) };
+        if (model is not null)
+        {
+            var (modelTensors, modelCounters) = ModelEntries(model, ModelPrefix);
+            tensors.AddRange(modelTensors);
+            counters.AddRange(modelCounters);
+        }
+        SafeTensors.Write(path, tensors, metadata, counters, extra);
+    }
+
+    /// <summary>Restores the optimizer (and, if given, the model) from a resume file and returns its extra I64 vectors.
+    /// Nothing is changed unless the whole file fits.</summary>
+    /// <exception cref="NormLabFormatException">The file is malformed or does not fit the optimizer or the model.</exception>
+    public static Dictionary<string, long[]> LoadTrainingState(string path, Optimizer optimizer, Module? model = null)
+    {
+        var (tensors, _) = SafeTensors.Read(path);
+        if (!tensors.TryGetValue("optim.step", out var s) || s.DType != "I64" || s.Count != 1)
+            throw new NormLabFormatException($"{path}: no optimizer step (optim.step) to resume from.");
+        var buffers = tensors.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal) && kv.Key != "optim.step")
+            .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value.DType == "F32"
+                ? kv.Value.ToFloats()
+                : throw new NormLabFormatException($"{path}: '{kv.Key}' must be F32."));
+        var loadModel = model is null ? null : Fit(tensors, path, model, ModelPrefix);
+        try
+        {
+            optimizer.RestoreState(s.ToInt64s()[0], buffers);
+        }
+        catch (ArgumentException e)
+        {
+            throw new NormLabFormatException($"{path}: the optimizer state does not fit: {e.Message}", e);
+        }
+        loadModel?.Invoke();
+        return tensors.Where(kv => !kv.Key.StartsWith("optim.", StringComparison.Ordinal) && !kv.Key.StartsWith(ModelPrefix, StringComparison.Ordinal)
+                && kv.Value.DType == "I64")
+            .ToDictionary(kv => kv.Key, kv => kv.Value.ToInt64s());
+    }
+
+    private static (List<(string, Tensor)> Tensors, List<(string, long)> Counters) ModelEntries(Module model, string prefix)
+    {
+        var tensors = model.NamedParameters().Select(p => (prefix + p.Name, p.Parameter.Value))
+            .Concat(model.NamedBuffers().Select(b => (prefix + b.Name, b.Value)))
+            .ToList();
+        var counters = new List<(string, long)>();
+        foreach (var (name, m) in model.NamedModules())
+            if (m is IBatchCounter { TracksBatches: true } bn)
+                counters.Add((prefix + Prefix(name) + "num_batches_tracked", bn.NumBatchesTracked));
+        return (tensors, counters);
+    }
+
+    // Validates the entries under prefix against the model (all present with their shapes, none the model lacks) and
+    // returns what writes them into it.
+    private static Action Fit(Dictionary<string, SafeTensor> tensors, string path, Module model, string prefix)
+    {
         var used = new HashSet<string>();
         Tensor Take(string key, Tensor like)
         {
@@ -49,14 +113,14 @@ public static class Checkpoint
 
         var updates = new List<(Tensor Target, Tensor Value)>();
         foreach (var (name, p) in model.NamedParameters())
-            updates.Add((p.Value, Take(name, p.Value)));
+            updates.Add((p.Value, Take(prefix + name, p.Value)));
         foreach (var (name, b) in model.NamedBuffers())
-            updates.Add((b, Take(name, b)));
+            updates.Add((b, Take(prefix + name, b)));
         var counts = new List<(IBatchCounter, long)>();
         foreach (var (name, m) in model.NamedModules())
             if (m is IBatchCounter { TracksBatches: true } bn)
             {
-                string key = Prefix(name) + "num_batches_tracked";
+                string key = prefix + Prefix(name) + "num_batches_tracked";
                 long value = 0;
                 if (tensors.TryGetValue(key, out var c))
                 {
@@ -67,44 +131,16 @@ public static class Checkpoint
                 }
                 counts.Add((bn, value));
             }
-        var unknown = tensors.Keys.Where(k => !used.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        var unknown = tensors.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !used.Contains(k)).Order(StringComparer.Ordinal).ToList();
         if (unknown.Count > 0)
             throw new NormLabFormatException($"{path}: entries the model does not have: {string.Join(", ", unknown.Take(5))}.");
-        foreach (var (target, value) in updates)
-            target.CopyFrom(value);
-        foreach (var (bn, value) in counts)
-            bn.NumBatchesTracked = value;
-        return metadata;
-    }
-
-    /// <summary>Saves the optimizer's state and step count and <paramref name="extra"/> I64 vectors (the resume file).</summary>
-    public static void SaveTrainingState(string path, Optimizer optimizer, IEnumerable<(string Name, long[] Values)>? extra = null)
-    {
-        var tensors = optimizer.StateBuffers().Select(b => ("optim." + b.Name, Tensor.FromArray(b.Values, b.Values.Length))).ToList();
-        SafeTensors.Write(path, tensors, null, [("optim.step", optimizer.StepCount)], extra);
-    }
-
-    /// <summary>Restores the optimizer from a resume file and returns its extra I64 vectors.</summary>
-    /// <exception cref="NormLabFormatException">The file is malformed or does not fit the optimizer.</exception>
-    public static Dictionary<string, long[]> LoadTrainingState(string path, Optimizer optimizer)
-    {
-        var (tensors, _) = SafeTensors.Read(path);
-        if (!tensors.TryGetValue("optim.step", out var s) || s.DType != "I64" || s.Count != 1)
-            throw new NormLabFormatException($"{path}: no optimizer step (optim.step) to resume from.");
-        var buffers = tensors.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal) && kv.Key != "optim.step")
-            .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value.DType == "F32"
-                ? kv.Value.ToFloats()
-                : throw new NormLabFormatException($"{path}: '{kv.Key}' must be F32."));
-        try
+        return () =>
         {
-            optimizer.RestoreState(s.ToInt64s()[0], buffers);
-        }
-        catch (ArgumentException e)
-        {
-            throw new NormLabFormatException($"{path}: the optimizer state does not fit: {e.Message}", e);
-        }
-        return tensors.Where(kv => !kv.Key.StartsWith("optim.", StringComparison.Ordinal) && kv.Value.DType == "I64")
-            .ToDictionary(kv => kv.Key, kv => kv.Value.ToInt64s());
+            foreach (var (target, value) in updates)
+                target.CopyFrom(value);
+            foreach (var (bn, value) in counts)
+                bn.NumBatchesTracked = value;
+        };
     }
 
     private static string Prefix(string moduleName) => moduleName.Length == 0 ? "" : moduleName + ".";

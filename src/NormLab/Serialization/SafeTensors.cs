@@ -148,9 +148,10 @@ public static class SafeTensors
     }
 
     /// <summary>
-    /// Writes F32 tensors, I64 scalars (<paramref name="counters"/>) and I64 vectors (<paramref name="longs"/>) with metadata. The file is written to a
-    /// temporary name in the same folder, flushed, then renamed over the target: a crash never leaves a half-written file.
+    /// Writes F32 tensors, I64 scalars (<paramref name="counters"/>) and I64 vectors (<paramref name="longs"/>) with metadata,
+    /// all at once (<see cref="AtomicFile"/>): a crash or a full disk never leaves a half-written file.
     /// </summary>
+    /// <exception cref="IOException">The file cannot be written; the previous one is unchanged.</exception>
     public static void Write(string path, IEnumerable<(string Name, Tensor Value)> tensors, IReadOnlyDictionary<string, string>? metadata = null,
         IEnumerable<(string Name, long Value)>? counters = null, IEnumerable<(string Name, long[] Values)>? longs = null)
     {
@@ -187,8 +188,7 @@ public static class SafeTensors
         }
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         int padded = (json.Length + 7) / 8 * 8;
-        string temp = path + ".tmp-" + Environment.ProcessId;
-        using (var fs = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        AtomicFile.Write(path, fs =>
         {
             Span<byte> len = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
@@ -198,8 +198,6 @@ public static class SafeTensors
                 fs.WriteByte((byte)' ');
             foreach (var item in items)
                 fs.Write(item.Data);
-            fs.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
+        });
     }
 }

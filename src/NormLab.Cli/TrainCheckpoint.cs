@@ -1,0 +1,138 @@
+using System.Globalization;
+using NormLab.Data;
+
+namespace NormLab.Cli;
+
+/// <summary>The running sums of a run between two evaluations, and the batches it skipped: saved with the checkpoint so
+/// that a resumed run logs the same numbers as an uninterrupted one.</summary>
+internal sealed class RunTally
+{
+    public double LossSum;
+    public long LossCount, Correct, Seen, Skipped;
+
+    public void Add(float loss, int correct, int seen)
+    {
+        LossSum += loss;
+        LossCount++;
+        Correct += correct;
+        Seen += seen;
+    }
+
+    /// <summary>Starts the sums of the next evaluation period (skips are counted over the run).</summary>
+    public void Reset()
+    {
+        LossSum = 0;
+        LossCount = Correct = Seen = 0;
+    }
+}
+
+/// <summary>
+/// A run's checkpoint in its output folder. <c>resume.safetensors</c> holds everything a resumed run needs (model,
+/// optimizer, data-loader position, running sums) in one file written at once, so the last file that was written is always
+/// a whole, consistent training state. <c>model.safetensors</c>, written after it, is the model alone for eval and PyTorch.
+/// </summary>
+internal static class TrainCheckpoint
+{
+    public const string ModelName = "model.safetensors";
+    public const string ResumeName = "resume.safetensors";
+    public const string MetricsName = "metrics.csv";
+    public const string MetricsHeader = "step,epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds\n";
+
+    public static bool Exists(string folder) => File.Exists(Path.Combine(folder, ResumeName));
+
+    /// <summary>Writes the resume file, then the model file; <paramref name="written"/> is called between the two, once the
+    /// step's training state is safe.</summary>
+    public static void Save(string folder, Module model, Optimizer optimizer, DataLoader loader, RunTally tally, Dictionary<string, string> metadata,
+        Action written)
+    {
+        var (rngState, order, cursor, epoch) = loader.GetState();
+        Checkpoint.SaveTrainingState(Path.Combine(folder, ResumeName), optimizer,
+        [
+            ("loader.rng", rngState.Select(v => (long)v).ToArray()),
+            ("loader.order", order.Select(v => (long)v).ToArray()),
+            ("loader.position", [cursor, epoch]),
+            ("run.loss_sum", [BitConverter.DoubleToInt64Bits(tally.LossSum)]),
+            ("run.counts", [tally.LossCount, tally.Correct, tally.Seen, tally.Skipped]),
+        ], model, metadata);
+        written();
+        Checkpoint.SaveModel(Path.Combine(folder, ModelName), model, metadata);
+    }
+
+    /// <summary>Restores model, optimizer, loader and running sums from the resume file.</summary>
+    /// <exception cref="NormLabFormatException">The file is damaged or belongs to another configuration.</exception>
+    public static RunTally Load(string folder, Module model, Optimizer optimizer, DataLoader loader)
+    {
+        string path = Path.Combine(folder, ResumeName);
+        var extra = Checkpoint.LoadTrainingState(path, optimizer, model);
+        if (!extra.TryGetValue("loader.rng", out var rng) || !extra.TryGetValue("loader.order", out var order) || !extra.TryGetValue("loader.position", out var pos)
+            || pos.Length != 2 || !extra.TryGetValue("run.loss_sum", out var lossSum) || lossSum.Length != 1
+            || !extra.TryGetValue("run.counts", out var counts) || counts.Length != 4)
+            throw new NormLabFormatException($"{path}: no data-loader state or running sums to resume from.");
+        try
+        {
+            loader.SetState(rng.Select(v => (ulong)v).ToArray(), order.Select(v => checked((int)v)).ToArray(), checked((int)pos[0]), checked((int)pos[1]));
+        }
+        catch (Exception e) when (e is ArgumentException or OverflowException)
+        {
+            throw new NormLabFormatException($"{path}: the data-loader state does not fit this dataset and batch size: {e.Message}", e);
+        }
+        return new RunTally
+        {
+            LossSum = BitConverter.Int64BitsToDouble(lossSum[0]), LossCount = counts[0], Correct = counts[1], Seen = counts[2], Skipped = counts[3],
+        };
+    }
+
+    /// <summary>
+    /// Keeps the rows of <c>metrics.csv</c> up to <paramref name="step"/> (a crash may have left later rows, or half of
+    /// one, that the resumed run will write again) and returns the last one kept.
+    /// </summary>
+    public static TrainResult? TrimMetrics(string folder, long step)
+    {
+        string path = Path.Combine(folder, MetricsName);
+        var kept = new List<string>();
+        TrainResult? last = null;
+        foreach (var line in File.Exists(path) ? File.ReadLines(path).Skip(1) : [])
+        {
+            var f = line.Split(',');
+            if (f.Length != 8 || !long.TryParse(f[0], CultureInfo.InvariantCulture, out long s) || s > step
+                || !double.TryParse(f[7], CultureInfo.InvariantCulture, out double seconds))
+                break;
+            kept.Add(line + "\n");
+            double Num(int i) => double.Parse(f[i], CultureInfo.InvariantCulture);
+            last = new TrainResult(s, Num(2), Num(3), Num(4), Num(5), seconds);
+        }
+        AtomicFile.WriteAllText(path, MetricsHeader + string.Concat(kept));
+        return last;
+    }
+
+    /// <summary>An upper bound of the bytes one checkpoint adds to the folder (both files, optimizer state at Adam's two
+    /// moments per weight, the loader's order), for the free-space check before training.</summary>
+    public static long Bytes(Module model, int examples)
+    {
+        long weights = model.Parameters().Sum(p => (long)p.Value.Length);
+        long state = weights + model.NamedBuffers().Sum(b => (long)b.Value.Length);
+        return 4 * state + 4 * (state + 2 * weights) + 8L * examples + (1 << 20);
+    }
+
+    /// <summary>Deletes the temporary files that killed runs left behind: those named after a process that no longer runs.</summary>
+    public static void DeleteStaleTemporaries(string folder)
+    {
+        foreach (var name in new[] { ModelName, ResumeName, MetricsName, "config.json" })
+            foreach (var temp in Directory.GetFiles(folder, name + ".tmp-*"))
+                if (!int.TryParse(temp[(temp.LastIndexOf('-') + 1)..], CultureInfo.InvariantCulture, out int pid) || !Running(pid))
+                    File.Delete(temp);
+    }
+
+    private static bool Running(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+}
