@@ -11,9 +11,10 @@ internal enum OnNan
 }
 
 /// <summary>
-/// The training loop's defence against NaN and ±∞: per step a check of the loss, of every gradient before the update and
-/// of the weights and running statistics after it (vector passes, a few microseconds for 100k weights), and for a failed
-/// step a replay that names the first module whose output or gradient went non-finite.
+/// The training loop's defence against NaN and ±∞. Every step checks its loss; skip mode also checks every gradient before
+/// the update (one vector pass over the weights' gradients: a skipped batch must not have touched the weights). Before a
+/// checkpoint is written, the weights and running statistics are checked, so a checkpoint is never a bad one. A failed step
+/// is replayed with a check after every module to name the first whose output or gradient went non-finite.
 /// </summary>
 internal sealed class NanGuard
 {
@@ -56,11 +57,11 @@ internal sealed class NanGuard
             _savedCounts[i] = _counters[i].NumBatchesTracked;
     }
 
-    /// <summary>Whether the step can be applied: a finite loss and finite gradients.</summary>
-    public bool Passes(float loss) => float.IsFinite(loss) && NonFinite.GradientsFinite(_parameters);
+    /// <summary>Whether the step can be applied: a finite loss, and in skip mode finite gradients. (In stop mode a
+    /// non-finite gradient makes non-finite weights, which the next loss or the next checkpoint's check reports.)</summary>
+    public bool Passes(float loss) => float.IsFinite(loss) && (_mode == OnNan.Stop || NonFinite.GradientsFinite(_parameters));
 
-    /// <summary>Whether the weights and running statistics are finite after an update (an update that overflowed cannot
-    /// be undone, so this ends the run in either mode).</summary>
+    /// <summary>Whether the weights and running statistics are finite (checked before a checkpoint is written).</summary>
     public bool StateFinite()
     {
         foreach (var t in _state)

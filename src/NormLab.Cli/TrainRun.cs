@@ -73,9 +73,12 @@ internal static class TrainRun
         var meta = o.Spec.ToMetadata();
         meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
 
+        var guard = new NanGuard(model, optimizer, o.OnNan);
         string LastGood() => saved < 0 ? "no checkpoint was written yet" : $"the last good checkpoint (step {saved}) is kept in {o.Out}";
         void Save(long step)
         {
+            if (!guard.StateFinite())
+                throw new ArithmeticException($"{NonFinite.FirstInState(model)} became non-finite by step {step}; stopped without saving: {LastGood()}. Try a smaller --lr");
             meta["step"] = step.ToString(CultureInfo.InvariantCulture);
             try
             {
@@ -89,7 +92,6 @@ internal static class TrainRun
         }
 
         var loss = new SoftmaxCrossEntropy();
-        var guard = new NanGuard(model, optimizer, o.OnNan);
         var clock = Stopwatch.StartNew();
         long firstStep = optimizer.StepCount;
         while (optimizer.StepCount < total && !interrupt.IsCancellationRequested)
@@ -107,6 +109,9 @@ internal static class TrainRun
             if (!guard.Passes(l))
             {
                 long at = optimizer.StepCount + 1;
+                // Weights already non-finite (an earlier update overflowed): no batch can be skipped past that.
+                if (NonFinite.FirstInState(model) is { } broken)
+                    throw new ArithmeticException($"{broken} became non-finite before step {at}; stopped without saving: {LastGood()}. Try a smaller --lr");
                 string what = float.IsFinite(l) ? "a gradient became non-finite" : $"the loss became {l}";
                 string where = guard.Fail(input, labels.ToArray(), loss);
                 if (o.OnNan == OnNan.Stop)
@@ -120,8 +125,6 @@ internal static class TrainRun
             guard.Passed();
             optimizer.Step();
             long step = optimizer.StepCount;
-            if (!guard.StateFinite())
-                throw new ArithmeticException($"{NonFinite.FirstInState(model)} became non-finite in the update of step {step}; stopped without saving: {LastGood()}. Try a smaller --lr");
             tally.Add(l, correct, labels.Length);
             progress?.Invoke(new TrainProgress(step, total, tally.LossSum / tally.LossCount, (double)tally.Correct / tally.Seen,
                 (step - firstStep) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9)));

@@ -105,6 +105,24 @@ public class BatchNormExtremeValueTests
         return values;
     }
 
+    [Fact]
+    public void AVarianceBeyondFloatIsStoredAsInfinityAndTheOutputStaysFinite()
+    {
+        // Spread 1e20: the variance, 1e40, exceeds float's range. The batch statistics are double and normalize fine; the
+        // running variance is a float buffer (as PyTorch's) and saturates to +∞, never NaN. This is the documented limit.
+        var x = Tensor.FromArray(Values(Data.SquaresOverflow, 40, 3, 1).Select(v => (float)(10 * v)).ToArray(), 40, 3);
+        var (mean, m2) = Reference(x.ToArray(), 40, 3, 1);
+        var bn = new BatchNorm1d(3);
+        var y = bn.Forward(x);
+        Assert.All(y.ToArray(), v => Assert.True(float.IsFinite(v) && Math.Abs(v) < 10, $"y {v}"));
+        for (int ch = 0; ch < 3; ch++)
+        {
+            Assert.True(0.1 * m2[ch] / 39 > float.MaxValue, $"channel {ch}: the reference variance {m2[ch] / 39:E3} fits a float");
+            Assert.Equal(float.PositiveInfinity, bn.RunningVar![ch]);
+            Assert.True(Math.Abs(bn.RunningMean![ch] - 0.1 * mean[ch]) <= 1e-6 * Math.Sqrt(m2[ch] / 40), $"running_mean {bn.RunningMean[ch]}");
+        }
+    }
+
     [Theory]
     [InlineData(Data.Offset, 40, 11, 1)]
     [InlineData(Data.Offset, 6, 3, 49)]

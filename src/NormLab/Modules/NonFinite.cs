@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace NormLab;
@@ -11,18 +12,26 @@ public static class NonFinite
     /// <summary>Whether every value is finite: one vector pass, nothing allocated.</summary>
     public static bool AllFinite(ReadOnlySpan<float> values)
     {
-        // v − v is 0 for a finite v and NaN for NaN and ±∞, and NaN survives any sum: one subtraction and one add per lane.
-        var acc = Vector256<float>.Zero;
-        int i = 0;
-        for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+        // v − v is 0 for a finite v and NaN for NaN and ±∞, and NaN survives any sum: a subtraction and an add per lane,
+        // in four independent sums so that the adds do not wait for each other.
+        int w = Vector256<float>.Count, i = 0;
+        ref float start = ref MemoryMarshal.GetReference(values);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (; i <= values.Length - 4 * w; i += 4 * w)
         {
-            var v = Vector256.Create(values.Slice(i, Vector256<float>.Count));
-            acc += v - v;
+            var v0 = Vector256.LoadUnsafe(ref start, (nuint)i);
+            var v1 = Vector256.LoadUnsafe(ref start, (nuint)(i + w));
+            var v2 = Vector256.LoadUnsafe(ref start, (nuint)(i + 2 * w));
+            var v3 = Vector256.LoadUnsafe(ref start, (nuint)(i + 3 * w));
+            a0 += v0 - v0;
+            a1 += v1 - v1;
+            a2 += v2 - v2;
+            a3 += v3 - v3;
         }
         float tail = 0;
         for (; i < values.Length; i++)
             tail += values[i] - values[i];
-        return Vector256.Sum(acc) + tail == 0;
+        return Vector256.Sum((a0 + a1) + (a2 + a3)) + tail == 0;
     }
 
     /// <summary>Whether every parameter's gradient is finite.</summary>
