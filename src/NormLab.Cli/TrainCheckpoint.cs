@@ -83,6 +83,25 @@ internal static class TrainCheckpoint
     }
 
     /// <summary>
+    /// Rewrites the model file unless it holds the resume file's step (<paramref name="metadata"/>): a kill between the two
+    /// writes of a save leaves it a step behind, or not there yet, and a resumed run may not save again before it ends.
+    /// </summary>
+    public static void LevelModelFile(string folder, Module model, Dictionary<string, string> metadata)
+    {
+        string path = Path.Combine(folder, ModelName);
+        try
+        {
+            if (File.Exists(path) && SafeTensors.Read(path).Metadata.GetValueOrDefault("step") == metadata["step"])
+                return;
+        }
+        catch (NormLabFormatException)
+        {
+            // Unreadable: written anew below.
+        }
+        Checkpoint.SaveModel(path, model, metadata);
+    }
+
+    /// <summary>
     /// Keeps the rows of <c>metrics.csv</c> up to <paramref name="step"/> (a crash may have left later rows, or half of
     /// one, that the resumed run will write again) and returns the last one kept.
     /// </summary>

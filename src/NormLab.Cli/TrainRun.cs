@@ -57,6 +57,8 @@ internal static class TrainRun
             renorm.Schedule = RenormSchedule.Scaled(total / 40000.0);
         OutputFolder.EnsureSpace(o.Out, TrainCheckpoint.Bytes(model, train.Count));
 
+        var meta = o.Spec.ToMetadata();
+        meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
         var tally = new RunTally();
         var last = new TrainResult(0, double.NaN, double.NaN, double.NaN, double.NaN, 0);
         long saved = -1;   // the step of the last complete checkpoint, -1 for none
@@ -64,14 +66,14 @@ internal static class TrainRun
         {
             tally = TrainCheckpoint.Load(o.Out, model, optimizer, loader);
             saved = optimizer.StepCount;
+            meta["step"] = saved.ToString(CultureInfo.InvariantCulture);
+            TrainCheckpoint.LevelModelFile(o.Out, model, meta);
             last = TrainCheckpoint.TrimMetrics(o.Out, saved) ?? last with { Steps = saved };
             log($"resumed from {Path.Combine(o.Out, ResumeName)} at step {saved}");
         }
         else
             AtomicFile.WriteAllText(metrics, TrainCheckpoint.MetricsHeader);
         AtomicFile.WriteAllText(Path.Combine(o.Out, "config.json"), Config(o));
-        var meta = o.Spec.ToMetadata();
-        meta["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture);
 
         var guard = new NanGuard(model, optimizer, o.OnNan);
         string LastGood() => saved < 0 ? "no checkpoint was written yet" : $"the last good checkpoint (step {saved}) is kept in {o.Out}";

@@ -79,10 +79,12 @@ public sealed class CliProcess : IDisposable
         return true;
     }
 
-    /// <summary>SIGKILL: no handler runs, no file is closed; what is on disk is what a crash leaves.</summary>
+    /// <summary>SIGKILL (if still running): no handler runs, no file is closed; what is on disk is what a crash leaves.
+    /// Returns once the process and its output have ended.</summary>
     public void Kill()
     {
-        _process.Kill();
+        if (!_process.HasExited)
+            _process.Kill();
         _process.WaitForExit();
     }
 
