@@ -160,7 +160,16 @@ internal static class Commands
                 throw new ArgumentException($"checkpoint '{path}' not found");
             var (_, meta) = SafeTensors.Read(path);
             var spec = ModelSpec.FromMetadata(meta, path);
-            var net = spec.Build(new Rng(0));
+            Sequential net;
+            try
+            {
+                net = spec.Build(new Rng(0));
+            }
+            catch (ArgumentException e)
+            {
+                // Settings that parse but build no network (an unknown model, groups that do not divide the channels) are the file's defect.
+                throw new NormLabFormatException($"{path}: its metadata describe no network NormLab can build: {e.Message}", e);
+            }
             Checkpoint.LoadModel(path, net);
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var (_, test) = Datasets.Load(folder, spec.Binarize);
@@ -182,8 +191,15 @@ internal static class Commands
         }
         catch (Exception e) when (e is ArgumentException or NormLabFormatException or IOException or UnauthorizedAccessException or ArithmeticException)
         {
-            err.WriteLine($"normlab: error: {e.Message}");
+            err.WriteLine($"normlab: error: {OneLine(e.Message)}");
             return 1;
         }
     }
+
+    /// <summary>A message as one line: names read from a file may hold line breaks or terminal escape codes.</summary>
+    internal static string OneLine(string message) => string.Create(message.Length, message, (span, m) =>
+    {
+        for (int i = 0; i < m.Length; i++)
+            span[i] = char.IsControl(m[i]) || m[i] is '\u2028' or '\u2029' ? ' ' : m[i];
+    });
 }

@@ -57,7 +57,16 @@ internal static class TrainRun
                 throw new NormLabFormatException($"{checkpoint} (step {savedStep ?? "?"}) and {resumeFile} (step {optimizer.StepCount}) disagree; cannot resume exactly.");
             if (!extra.TryGetValue("loader.rng", out var lr) || !extra.TryGetValue("loader.order", out var order) || !extra.TryGetValue("loader.position", out var pos))
                 throw new NormLabFormatException($"{resumeFile}: no data-loader state to resume from.");
-            loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => (int)v).ToArray(), (int)pos[0], (int)pos[1]);
+            try
+            {
+                if (pos.Length != 2)
+                    throw new ArgumentException($"loader.position has {pos.Length} values, not 2 (cursor, epoch)");
+                loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => checked((int)v)).ToArray(), checked((int)pos[0]), checked((int)pos[1]));
+            }
+            catch (Exception e) when (e is ArgumentException or OverflowException)
+            {
+                throw new NormLabFormatException($"{resumeFile}: the data-loader state does not fit this dataset: {e.Message}", e);
+            }
             log($"resumed from {checkpoint} at step {optimizer.StepCount}");
         }
         else if (!o.Resume || !File.Exists(metrics))
