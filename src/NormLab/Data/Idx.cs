@@ -70,6 +70,7 @@ public static class Idx
             long available = Drain(stream, count + 1);
             if (available != count)
                 throw Mismatch(source, dims, count, available, available < count ? $"the decompressed file has {available}" : "the decompressed file has more");
+            CheckTrailer(open, count + 4 + 4 * dims.Length, source);
         }
         using (var stream = new GZipStream(open(), CompressionMode.Decompress))
         {
@@ -78,6 +79,24 @@ public static class Idx
             stream.ReadExactly(data);
             return (dims, data);
         }
+    }
+
+    /// <summary>
+    /// The inflater checks the trailer's CRC and length only if it gets to read them: a file cut within its last 8 bytes
+    /// ends silently. The length field in the file's last 4 bytes must therefore match what was decompressed (which also
+    /// requires a single gzip member, as gzip writes).
+    /// </summary>
+    private static void CheckTrailer(Func<Stream> open, long decompressed, string source)
+    {
+        using var stream = open();
+        Span<byte> isize = stackalloc byte[4];
+        stream.Seek(-4, SeekOrigin.End);
+        stream.ReadExactly(isize);
+        uint expected = unchecked((uint)decompressed);
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(isize);
+        if (stored != expected)
+            throw new NormLabFormatException(
+                $"{source}: the gzip trailer ends in length {stored}, but the data decompress to {decompressed} bytes: the file is truncated, or holds more than one gzip member.");
     }
 
     /// <summary>Reads and validates the header; returns the dimensions, the header's length and the data bytes they describe.</summary>

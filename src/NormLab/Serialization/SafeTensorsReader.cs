@@ -100,11 +100,16 @@ public static partial class SafeTensors
         JsonDocument doc;
         try
         {
+            // A first pass allocates nothing: malformed or deeply nested JSON is rejected before a document is built for it.
+            var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = MaxDepth });
+            while (reader.Read())
+            {
+            }
             doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = MaxDepth, AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
-            throw new NormLabFormatException($"{source}: not a valid safetensors file: the header is not valid JSON for it: {e.Message}", e);
+            throw new NormLabFormatException($"{source}: not a valid safetensors file: the header is not valid JSON: {e.Message}", e);
         }
         using (doc)
         {
