@@ -196,10 +196,19 @@ internal static class Commands
         }
     }
 
-    /// <summary>A message as one line: names read from a file may hold line breaks or terminal escape codes.</summary>
-    internal static string OneLine(string message) => string.Create(message.Length, message, (span, m) =>
+    /// <summary>A message as one line: names and values read from a file may hold line breaks or terminal escape codes, shown escaped.</summary>
+    internal static string OneLine(string message)
     {
-        for (int i = 0; i < m.Length; i++)
-            span[i] = char.IsControl(m[i]) || m[i] is '\u2028' or '\u2029' ? ' ' : m[i];
-    });
+        if (!message.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+            return message;
+        var sb = new System.Text.StringBuilder(message.Length + 16);
+        foreach (char c in message)
+        {
+            if (char.IsControl(c) || c is '\u2028' or '\u2029')
+                sb.Append($"\\u{(int)c:X4}");
+            else
+                sb.Append(c);
+        }
+        return sb.ToString();
+    }
 }

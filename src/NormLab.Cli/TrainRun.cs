@@ -59,13 +59,14 @@ internal static class TrainRun
                 throw new NormLabFormatException($"{resumeFile}: no data-loader state to resume from.");
             try
             {
-                if (pos.Length != 2)
-                    throw new ArgumentException($"loader.position has {pos.Length} values, not 2 (cursor, epoch)");
-                loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => checked((int)v)).ToArray(), checked((int)pos[0]), checked((int)pos[1]));
+                if (pos.Length != 2 || pos[0] is < -1 or > int.MaxValue || pos[1] is < 0 or > int.MaxValue)
+                    throw new ArgumentException($"loader.position must be [cursor ≥ -1, epoch ≥ 0], got [{string.Join(", ", pos.Take(3))}{(pos.Length > 3 ? ", …" : "")}]");
+                // Clamped, an index beyond int fails the loader's permutation check instead of wrapping around into a valid one.
+                loader.SetState(lr.Select(v => (ulong)v).ToArray(), order.Select(v => (int)Math.Clamp(v, -1, int.MaxValue)).ToArray(), (int)pos[0], (int)pos[1]);
             }
-            catch (Exception e) when (e is ArgumentException or OverflowException)
+            catch (ArgumentException e)
             {
-                throw new NormLabFormatException($"{resumeFile}: the data-loader state does not fit this dataset: {e.Message}", e);
+                throw new NormLabFormatException($"{resumeFile}: the data-loader state (loader.rng, loader.order, loader.position) does not fit this dataset: {e.Message}", e);
             }
             log($"resumed from {checkpoint} at step {optimizer.StepCount}");
         }

@@ -109,7 +109,15 @@ public static partial class SafeTensors
         }
         catch (JsonException e)
         {
-            throw new NormLabFormatException($"{source}: not a valid safetensors file: the header is not valid JSON: {e.Message}", e);
+            // The parser's position is within the header; users count from the start of the file.
+            string message = e.Message.Split(" LineNumber:")[0].Split(" Path:")[0].Replace(" Change the reader options.", "", StringComparison.Ordinal);
+            string where = e.LineNumber switch
+            {
+                null => "",
+                0 => $" at byte {8 + e.BytePositionInLine}",
+                long line => $" at line {line + 1}, byte {e.BytePositionInLine} of the header",
+            };
+            throw new NormLabFormatException($"{source}: not a valid safetensors file: the header is not valid JSON{where}: {message}", e);
         }
         using (doc)
         {
