@@ -229,7 +229,7 @@ public sealed class BatchNorm1d(int numFeatures, double eps = 1e-5, double? mome
     protected override (int N, int C, int S) Layout(Tensor x)
     {
         if (x.Rank is not (2 or 3))
-            throw new ArgumentException($"BatchNorm1d: expected 2D or 3D input [N, C] or [N, C, L], got {x.Rank}D input of shape {x.ShapeString}.");
+            throw new ArgumentException($"BatchNorm1d: expected 2D or 3D input [N, {NumFeatures}] or [N, {NumFeatures}, L], got {x.Rank}D input of shape {x.ShapeString}.");
         CheckChannels(x);
         return (x.Dim(0), x.Dim(1), x.Rank == 3 ? x.Dim(2) : 1);
     }
@@ -242,7 +242,8 @@ public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double? mome
     /// <inheritdoc/>
     protected override (int N, int C, int S) Layout(Tensor x)
     {
-        ShapeCheck.Rank(x, 4, "BatchNorm2d", "[N, C, H, W]");
+        if (x.Rank != 4)
+            throw new ArgumentException($"BatchNorm2d: expected 4D input [N, {NumFeatures}, H, W], got {x.Rank}D input of shape {x.ShapeString}.");
         CheckChannels(x);
         return (x.Dim(0), x.Dim(1), x.Dim(2) * x.Dim(3));
     }

@@ -77,7 +77,7 @@ public sealed class CliHostileInputTests
             cases.Add(($"cut at {cut}", good[..cut]));
         var random = new Random(11);
         int accepted = 0;
-        for (int i = 0; i < 40; i++)
+        for (int i = 0; i < 20; i++)
         {
             var (bytes, where) = Support.Hostile.FlipBits(good[..headerEnd], random, maxFlips: 2);
             cases.Add(($"header {where}", [.. bytes, .. good[headerEnd..]]));
@@ -94,7 +94,7 @@ public sealed class CliHostileInputTests
             }
             AssertOneLineError(code, output, errors, path, what);
         }
-        Assert.InRange(accepted, 0, 20);
+        Assert.InRange(accepted, 0, 10);
     }
 
     [Fact]
@@ -169,19 +169,21 @@ public sealed class CliHostileInputTests
         File.WriteAllBytes(labels, File.ReadAllBytes(labels)[..15]);
         string checkpoint = Path.Combine(TempDir(), "model.safetensors");
         File.WriteAllBytes(checkpoint, CheckpointBytes()[..300]);
-        foreach (var (file, args) in new[]
+        // Both run at once: most of each run is the runtime starting.
+        var runs = new[]
         {
             (labels, new[] { "train", "--data", data, "--steps", "1", "--batch", "2", "--out", Path.Combine(TempDir(), "run") }),
             (checkpoint, new[] { "eval", "--checkpoint", checkpoint, "--data", data }),
-        })
+        }.Select(r => (File: r.Item1, Command: r.Item2[0], Run: StartExecutable(r.Item2))).ToList();
+        foreach (var (file, command, run) in runs)
         {
-            var (code, output, errors) = RunExecutable(args);
-            AssertOneLineError(code, output, errors, file, $"normlab {args[0]}");
+            var (code, output, errors) = run();
+            AssertOneLineError(code, output, errors, file, $"normlab {command}");
         }
     }
 
-    /// <summary>Runs NormLab.Cli.dll (copied beside the tests) with the dotnet host that runs the tests.</summary>
-    private static (int Code, string Out, string Err) RunExecutable(string[] args)
+    /// <summary>Starts NormLab.Cli.dll (copied beside the tests) with the dotnet host that runs the tests; the result waits for its exit.</summary>
+    private static Func<(int Code, string Out, string Err)> StartExecutable(string[] args)
     {
         string host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } fromEnv && File.Exists(fromEnv)
             ? fromEnv
@@ -190,10 +192,16 @@ public sealed class CliHostileInputTests
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "NormLab.Cli.dll"));
         foreach (var a in args)
             start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
+        var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(60_000), "normlab did not exit within 60 s");
-        return (process.ExitCode, output.Result, errors.Result);
+        return () =>
+        {
+            using (process)
+            {
+                Assert.True(process.WaitForExit(60_000), "normlab did not exit within 60 s");
+                return (process.ExitCode, output.Result, errors.Result);
+            }
+        };
     }
 }
