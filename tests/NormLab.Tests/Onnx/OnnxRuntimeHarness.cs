@@ -35,20 +35,20 @@ internal static class OnnxRuntimeHarness
     }
 
     /// <summary>
-    /// A zoo model whose normalization layers hold non-trivial state: two forward passes in training mode over 48 test
+    /// A zoo model whose normalization layers hold non-trivial state: two forward passes in training mode over 40 test
     /// images move the running statistics as training would (frozen layers get random ones, since they never move), and
     /// γ, β are drawn at random so that the affine parameters matter. The classifier is then scaled so that the largest
     /// logit on <paramref name="x"/> is 10 in magnitude, as a trained network's are (an untrained one's are below 1, which
-    /// would make an absolute tolerance lax). Returns the model in eval mode.
+    /// would make an absolute tolerance lax). Returns the model in eval mode and its output for <paramref name="x"/>.
     /// </summary>
-    public static Sequential Prepared(string name, NormKind norm, Tensor x, ulong seed = 7)
+    public static (Sequential Model, float[] Output) Prepared(string name, NormKind norm, Tensor x, ulong seed = 7)
     {
         bool flat = x.Rank == 2;
         var spec = new NormLab.Cli.ModelSpec(name, norm, NormPosition.Before, 0.1, false);
         var model = spec.Build(new Rng(seed));
         model.Train();
         for (int b = 0; b < 2; b++)
-            model.Forward(Images(100 + 24 * b, 24, flat));
+            model.Forward(Images(100 + 20 * b, 20, flat));   // 20 > 16: whitening 16 dense features needs more samples than that
         var rng = new Rng(seed + 1);
         foreach (var m in model.Modules().Where(m => m is not (Sequential or Residual or Linear or Conv2d)))
         {
@@ -61,11 +61,12 @@ internal static class OnnxRuntimeHarness
         }
         model.Eval();
         var classifier = model.Layers[^1] as Linear ?? throw new InvalidOperationException($"{name}: the last layer is not the classifier.");
-        float scale = 10 / model.Forward(x).ToArray().Max(Math.Abs);
+        var output = model.Forward(x).ToArray();
+        float scale = 10 / output.Max(Math.Abs);
         foreach (var p in classifier.Parameters())
             foreach (ref float v in p.Value.Span)
                 v *= scale;
-        return model;
+        return (model, model.Forward(x).ToArray());
     }
 
     /// <summary>The largest |a − b|.</summary>
