@@ -3,9 +3,10 @@ using System.Runtime.InteropServices;
 namespace NormLab.Distributed;
 
 /// <summary>
-/// The few functions of Open MPI's C API (libmpi.so.40, Open MPI 3 to 5) that <see cref="MpiCommunicator"/> calls. Open
-/// MPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, …) are the addresses of exported globals, so they are looked up
-/// in the library rather than written down as constants (which is what MPICH's integer handles would be).
+/// The few functions of Open MPI's C API (libmpi.so.40: Open MPI 3 to 5; checked with 4.1.4) that
+/// <see cref="MpiCommunicator"/> calls. Open MPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, …) are the addresses of
+/// exported globals, so they are looked up in the library rather than written down as constants (which is what MPICH's
+/// integer handles would be).
 /// </summary>
 /// <remarks>
 /// libmpi is opened with libc's <c>dlopen(RTLD_NOW | RTLD_GLOBAL)</c> before the first call: Open MPI's plugins, which it
