@@ -21,6 +21,7 @@ internal static class Commands
         root.Subcommands.Add(ModelsCommand(log));
         root.Subcommands.Add(LabCommands.Lab(log, err, interactive));
         root.Subcommands.Add(LabCommands.Report(log, err));
+        root.Subcommands.Add(SelfTestCommand.Build(log, err));
         return root;
     }
 
