@@ -34,7 +34,13 @@ internal sealed partial class Emitter
     {
         if (bn.RunningMean is null || bn.RunningVar is null)
             throw Error(bn, path, "keeps no running statistics, so in eval mode it normalizes with the batch's own; ONNX's BatchNormalization in inference mode cannot express that");
-        x = bn is BatchNorm2d ? Check(bn, path, x, bn.NumFeatures, 4) : Check(bn, path, x, bn.NumFeatures, 2, 3);
+        // SyncBatchNorm, like PyTorch's, takes any [N, C, *].
+        x = bn switch
+        {
+            BatchNorm2d => Check(bn, path, x, bn.NumFeatures, 4),
+            BatchNorm1d => Check(bn, path, x, bn.NumFeatures, 2, 3),
+            _ => Check(bn, path, x, bn.NumFeatures, 2, 3, 4, 5),
+        };
         return BatchNormalization(path, x, Scale(bn.Weight, path, bn.NumFeatures), Shift(bn.Bias, path, bn.NumFeatures),
             g.State(bn.RunningMean), g.State(bn.RunningVar), bn.Eps, bn.Momentum);
     }
