@@ -17,9 +17,11 @@ internal static class Commands
         var root = new RootCommand("NormLab: batch normalization, exact and fast, and a lab that tests what the literature claims.");
         root.Subcommands.Add(TrainCommand(log, err, interactive));
         root.Subcommands.Add(EvalCommand(log, err));
+        root.Subcommands.Add(ExportCommand.Build(log, err));
         root.Subcommands.Add(ModelsCommand(log));
         root.Subcommands.Add(LabCommands.Lab(log, err, interactive));
         root.Subcommands.Add(LabCommands.Report(log, err));
+        root.Subcommands.Add(SelfTestCommand.Build(log, err));
         return root;
     }
 

@@ -8,7 +8,7 @@ internal sealed record ModelSpec(string Model, NormSpec Norm, NormPosition Posit
 {
     public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
 
-    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "frozen", "whiten", "lp1", "lp2", "lpinf"];
+    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "frozen", "whiten", "lp1", "lp2", "lpinf", "sync"];
 
     /// <summary>Whether the model takes [N, 784] rather than [N, 1, 28, 28].</summary>
     public bool Flat => Model is "ioffe-mlp" or "mlp";
@@ -79,6 +79,7 @@ internal sealed record ModelSpec(string Model, NormSpec Norm, NormPosition Posit
         "lp1" => NormKind.Lp1,
         "lp2" => NormKind.Lp2,
         "lpinf" => NormKind.LpInf,
+        "sync" => NormKind.Sync,
         _ => throw new ArgumentException($"unknown --norm '{s}' (known: {string.Join(", ", Norms)})"),
     };
 
