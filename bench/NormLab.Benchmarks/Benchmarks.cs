@@ -75,3 +75,11 @@ public class StepBenchmarks : WorkloadBenchmark
 
     public static IEnumerable<string> All => Names("step");
 }
+
+public class FamilyBenchmarks : WorkloadBenchmark
+{
+    [ParamsSource(nameof(All))]
+    public override string Workload { get; set; } = "";
+
+    public static IEnumerable<string> All => Names("family");
+}

@@ -23,7 +23,7 @@ public sealed record Result(string Side, string Workload, int Threads, string Ma
 /// </summary>
 public static class Compare
 {
-    private static readonly string[] Groups = ["stream", "bn2d", "bn1d", "gemm", "step", "fold"];
+    private static readonly string[] Groups = ["stream", "bn2d", "bn1d", "gemm", "step", "fold", "family"];
 
     public static int Run(string[] args)
     {
@@ -52,7 +52,7 @@ public static class Compare
         foreach (var group in groups)
         {
             results.AddRange(RunNormLab(group, quick));
-            if (group is "stream" or "fold") // NormLab only: the machine's roofline, and folding BN (issue 6)
+            if (group is "stream" or "fold" or "family") // NormLab only: the roofline, folding BN and the norm family (issue 6)
                 continue;
             foreach (int threads in new[] { 1, 2 })
             {
@@ -79,6 +79,7 @@ public static class Compare
             "gemm" => typeof(GemmBenchmarks),
             "step" => typeof(StepBenchmarks),
             "fold" => typeof(FoldBenchmarks),
+            "family" => typeof(FamilyBenchmarks),
             _ => throw new ArgumentException($"unknown group {group}"),
         };
         var job = Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithLaunchCount(1)

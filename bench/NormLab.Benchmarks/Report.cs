@@ -68,6 +68,23 @@ public static class Report
             sb.AppendLine();
         }
 
+        var family = Workloads.Group("family").Select(w => w.Name).Where(n => results.Any(r => r.Workload == n)).ToList();
+        if (family.Contains("family/cnn-batch"))
+        {
+            sb.AppendLine("## The normalization family (NormLab only; a training step of the CNN, batch 128, with each `--norm`)");
+            sb.AppendLine();
+            sb.AppendLine("| --norm | 1 thread ms | × BN | 2 threads ms | × BN |");
+            sb.AppendLine("|---|---|---|---|---|");
+            foreach (var name in family)
+            {
+                sb.Append(Inv, $"| {name["family/cnn-".Length..]} |");
+                foreach (int threads in new[] { 1, 2 })
+                    sb.Append(Inv, $" {Ms(Median(name, threads))} | {Median(name, threads) / Median("family/cnn-batch", threads):F2}× |");
+                sb.AppendLine();
+            }
+            sb.AppendLine();
+        }
+
         foreach (var (group, title) in new[] { ("bn2d", "BatchNorm2d"), ("bn1d", "BatchNorm1d"), ("gemm", "SGEMM"), ("step", "Training steps") })
         {
             var names = Workloads.Group(group).Select(w => w.Name).Where(n => results.Any(r => r.Workload == n)).ToList();

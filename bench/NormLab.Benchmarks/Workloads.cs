@@ -48,6 +48,9 @@ public static class Workloads
             yield return new($"gemm/{form}/{m}x{k}x{n}", () => Gemm(form, m, k, n), Flops: 2.0 * m * k * n);
         yield return new("fold/cnn-eval", () => Inference(folded: false));
         yield return new("fold/cnn-eval-folded", () => Inference(folded: true));
+        // Issue 6: every --norm on the same CNN step, against BatchNorm's (NormLab only; PyTorch lacks most of them).
+        foreach (var kind in Enum.GetValues<NormKind>())
+            yield return new($"family/cnn-{kind.ToString().ToLowerInvariant()}", () => Step(Zoo.Cnn(kind, rng: new Rng(1)), new Tensor(128, 1, 28, 28)));
         yield return new("step/mlp-bn", () => Step(Zoo.IoffeMlp(NormKind.Batch, rng: new Rng(1)), new Tensor(60, 784)));
         yield return new("step/mlp", () => Step(Zoo.IoffeMlp(NormKind.None, rng: new Rng(1)), new Tensor(60, 784)));
         yield return new("step/cnn-bn", () => Step(Zoo.Cnn(NormKind.Batch, rng: new Rng(1)), new Tensor(128, 1, 28, 28)));

@@ -18,9 +18,11 @@ internal static class Commands
         var root = new RootCommand("NormLab: batch normalization, exact and fast, and a lab that tests what the literature claims.");
         root.Subcommands.Add(TrainCommand(log, err, interactive));
         root.Subcommands.Add(EvalCommand(log, err));
+        root.Subcommands.Add(ExportCommand.Build(log, err));
         root.Subcommands.Add(ModelsCommand(log));
         root.Subcommands.Add(LabCommands.Lab(log, err, interactive));
         root.Subcommands.Add(LabCommands.Report(log, err));
+        root.Subcommands.Add(SelfTestCommand.Build(log, err));
         return root;
     }
 
@@ -190,7 +192,16 @@ internal static class Commands
                 throw new ArgumentException($"checkpoint '{path}' not found");
             var (_, meta) = SafeTensors.Read(path);
             var spec = ModelSpec.FromMetadata(meta, path);
-            var net = spec.Build(new Rng(0));
+            Sequential net;
+            try
+            {
+                net = spec.Build(new Rng(0));
+            }
+            catch (ArgumentException e)
+            {
+                // Settings that parse but build no network (an unknown model, groups that do not divide the channels) are the file's defect.
+                throw new NormLabFormatException($"{path}: its metadata describe no network NormLab can build: {e.Message}", e);
+            }
             Checkpoint.LoadModel(path, net);
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var (_, test) = Datasets.Load(folder, spec.Binarize);
@@ -212,8 +223,24 @@ internal static class Commands
         }
         catch (Exception e) when (e is ArgumentException or NormLabFormatException or IOException or UnauthorizedAccessException or ArithmeticException)
         {
-            err.WriteLine($"normlab: error: {e.Message}");
+            err.WriteLine($"normlab: error: {OneLine(e.Message)}");
             return 1;
         }
+    }
+
+    /// <summary>A message as one line: names and values read from a file may hold line breaks or terminal escape codes, shown escaped.</summary>
+    internal static string OneLine(string message)
+    {
+        if (!message.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+            return message;
+        var sb = new System.Text.StringBuilder(message.Length + 16);
+        foreach (char c in message)
+        {
+            if (char.IsControl(c) || c is '\u2028' or '\u2029')
+                sb.Append($"\\u{(int)c:X4}");
+            else
+                sb.Append(c);
+        }
+        return sb.ToString();
     }
 }

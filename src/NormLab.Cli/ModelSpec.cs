@@ -8,7 +8,7 @@ internal sealed record ModelSpec(string Model, NormSpec Norm, NormPosition Posit
 {
     public static readonly string[] Models = ["ioffe-mlp", "mlp", "cnn", "resnet"];
 
-    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "frozen", "whiten", "lp1", "lp2", "lpinf"];
+    public static readonly string[] Norms = ["none", "batch", "group", "layer", "instance", "noisy", "renorm", "ghost", "frozen", "whiten", "lp1", "lp2", "lpinf", "sync"];
 
     /// <summary>Whether the model takes [N, 784] rather than [N, 1, 28, 28].</summary>
     public bool Flat => Model is "ioffe-mlp" or "mlp";
@@ -37,17 +37,31 @@ internal sealed record ModelSpec(string Model, NormSpec Norm, NormPosition Posit
         ["binarize"] = Binarize ? "true" : "false",
     };
 
+    /// <exception cref="NormLabFormatException">A setting is missing or malformed; the message names the file and the key.</exception>
     public static ModelSpec FromMetadata(IReadOnlyDictionary<string, string> meta, string path)
     {
         string Get(string key) => meta.TryGetValue(key, out var v) ? v : throw new NormLabFormatException($"{path}: metadata has no '{key}'; not a normlab training checkpoint.");
         // Settings of the variants: absent in checkpoints written before they existed, so defaults then.
         string Opt(string key, string fallback) => meta.TryGetValue(key, out var v) ? v : fallback;
-        int? Auto(string key) => Opt(key, "auto") is var v && v == "auto" ? null : int.Parse(v, CultureInfo.InvariantCulture);
-        var norm = new NormSpec(ParseNorm(Get("norm")), Auto("norm_groups"), int.Parse(Opt("norm_virtual_batch", "16"), CultureInfo.InvariantCulture),
-            Auto("norm_whiten_group"), double.Parse(Opt("noise_a", "1"), CultureInfo.InvariantCulture), double.Parse(Opt("noise_b", "2"), CultureInfo.InvariantCulture),
-            ParseNoise(Opt("noise", "additive")));
-        return new ModelSpec(Get("model"), norm, ParsePosition(Get("norm_position")),
-            double.Parse(Get("init_std"), CultureInfo.InvariantCulture), Get("binarize") == "true");
+        T Parse<T>(string key, string value, Func<string, T> parse)
+        {
+            try
+            {
+                return parse(value);
+            }
+            catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+            {
+                throw new NormLabFormatException($"{path}: metadata '{key}' has the invalid value '{(value.Length > 40 ? value[..40] + "…" : value)}'.", e);
+            }
+        }
+        int Int(string key, string value) => Parse(key, value, v => int.Parse(v, NumberStyles.Integer, CultureInfo.InvariantCulture));
+        double Real(string key, string value) => Parse(key, value, v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture));
+        int? Auto(string key) => Opt(key, "auto") is var v && v == "auto" ? null : Int(key, v);
+        var norm = new NormSpec(Parse("norm", Get("norm"), ParseNorm), Auto("norm_groups"), Int("norm_virtual_batch", Opt("norm_virtual_batch", "16")),
+            Auto("norm_whiten_group"), Real("noise_a", Opt("noise_a", "1")), Real("noise_b", Opt("noise_b", "2")),
+            Parse("noise", Opt("noise", "additive"), ParseNoise));
+        return new ModelSpec(Get("model"), norm, Parse("norm_position", Get("norm_position"), ParsePosition),
+            Real("init_std", Get("init_std")), Get("binarize") == "true");
     }
 
     public static NormKind ParseNorm(string s) => s switch
@@ -65,6 +79,7 @@ internal sealed record ModelSpec(string Model, NormSpec Norm, NormPosition Posit
         "lp1" => NormKind.Lp1,
         "lp2" => NormKind.Lp2,
         "lpinf" => NormKind.LpInf,
+        "sync" => NormKind.Sync,
         _ => throw new ArgumentException($"unknown --norm '{s}' (known: {string.Join(", ", Norms)})"),
     };
 

@@ -64,17 +64,22 @@ internal static class TrainCheckpoint
     {
         string path = Path.Combine(folder, ResumeName);
         var extra = Checkpoint.LoadTrainingState(path, optimizer, model);
-        if (!extra.TryGetValue("loader.rng", out var rng) || !extra.TryGetValue("loader.order", out var order) || !extra.TryGetValue("loader.position", out var pos)
-            || pos.Length != 2 || !extra.TryGetValue("run.loss_sum", out var lossSum) || lossSum.Length != 1
-            || !extra.TryGetValue("run.counts", out var counts) || counts.Length != 4)
-            throw new NormLabFormatException($"{path}: no data-loader state or running sums to resume from.");
+        long[] Entry(string name, int? length = null) =>
+            extra.TryGetValue(name, out var v) && (length is null || v.Length == length)
+                ? v
+                : throw new NormLabFormatException($"{path}: {name} is {(v is null ? "missing" : $"{v.Length} values long, not {length}")}; cannot resume from it.");
+        var (rng, order, pos) = (Entry("loader.rng"), Entry("loader.order"), Entry("loader.position"));
+        var (lossSum, counts) = (Entry("run.loss_sum", 1), Entry("run.counts", 4));
         try
         {
-            loader.SetState(rng.Select(v => (ulong)v).ToArray(), order.Select(v => checked((int)v)).ToArray(), checked((int)pos[0]), checked((int)pos[1]));
+            if (pos.Length != 2 || pos[0] is < -1 or > int.MaxValue || pos[1] is < 0 or > int.MaxValue)
+                throw new ArgumentException($"loader.position must be [cursor ≥ -1, epoch ≥ 0], got [{string.Join(", ", pos.Take(3))}{(pos.Length > 3 ? ", …" : "")}]");
+            // Clamped, an index beyond int fails the loader's permutation check instead of wrapping around into a valid one.
+            loader.SetState(rng.Select(v => (ulong)v).ToArray(), order.Select(v => (int)Math.Clamp(v, -1, int.MaxValue)).ToArray(), (int)pos[0], (int)pos[1]);
         }
-        catch (Exception e) when (e is ArgumentException or OverflowException)
+        catch (ArgumentException e)
         {
-            throw new NormLabFormatException($"{path}: the data-loader state does not fit this dataset and batch size: {e.Message}", e);
+            throw new NormLabFormatException($"{path}: the data-loader state (loader.rng, loader.order, loader.position) does not fit this dataset: {e.Message}", e);
         }
         return new RunTally
         {

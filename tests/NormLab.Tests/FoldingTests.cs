@@ -45,6 +45,25 @@ public class FoldingTests
         TensorAssert.Close($"{name} folded", expected, folded.Forward(x), rtol: 1e-5, atol: 1e-5 * expected.ToArray().Max(v => Math.Abs(v)));
     }
 
+    public static TheoryData<NormKind> AffineVariants => [NormKind.Frozen, NormKind.Ghost, NormKind.Renorm, NormKind.Noisy, NormKind.Lp1, NormKind.LpInf];
+
+    // The variants that evaluate as γ·(x − μ)/σ + β with running statistics fold like BatchNorm (σ = running_std for
+    // renorm, running_scale + eps for ℓp).
+    [Theory]
+    [MemberData(nameof(AffineVariants))]
+    public void VariantsThatEvaluateAsAnAffineMapFoldToo(NormKind kind)
+    {
+        var model = Zoo.Cnn(kind, rng: new Rng(1));
+        Train(model, seed => TensorAssert.Randn(seed, 8, 1, 28, 28));
+        model.Eval();
+        var x = TensorAssert.Randn(99, 8, 1, 28, 28);
+        var expected = model.Forward(x).Clone();
+        var folded = model.FoldBatchNorm();
+        Assert.DoesNotContain(folded.Modules(), m => m is BatchNorm or GhostBatchNorm or BatchRenorm or NoisyBatchNorm or LpBatchNorm);
+        Assert.Equal(3, model.Modules().Count(m => m is BatchNorm or GhostBatchNorm or BatchRenorm or NoisyBatchNorm or LpBatchNorm));
+        TensorAssert.Close($"{kind} folded", expected, folded.Forward(x), rtol: 1e-5, atol: 1e-5 * expected.ToArray().Max(v => Math.Abs(v)));
+    }
+
     [Fact]
     public void FoldingNeedsRunningStatistics()
     {

@@ -12,7 +12,7 @@ public class LpBatchNormTests
         { 1, 5, 3, 1 }, { 1, 3, 2, 7 },
         { 2, 5, 3, 1 }, { 2, 2, 4, 9 },
         { double.PositiveInfinity, 5, 3, 1 }, { double.PositiveInfinity, 3, 2, 7 },
-        { 3, 4, 2, 5 },
+        { 1, 3, 2, 19 }, { 2, 3, 2, 19 }, { double.PositiveInfinity, 3, 2, 19 },   // whole vectors and a tail per plane
     };
 
     [Theory]
@@ -68,5 +68,54 @@ public class LpBatchNormTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new LpBatchNorm(4, 3));
         Assert.Contains("more than 1 value", Assert.Throws<ArgumentException>(() => new LpBatchNorm(3, 1).Forward(new Tensor(1, 3))).Message);
         Assert.IsType<LpBatchNorm>(Zoo.Norm(NormKind.LpInf, 8, spatial: true));
+    }
+
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(2.0)]
+    [InlineData(double.PositiveInfinity)]
+    public void FloatKernelsMatchTheFormulasInDoubleOnDataFarFromZero(double p)
+    {
+        // 1e4 ± 1e-2: a float sum of x or x² would lose the spread entirely; planes of 37 values end in a partial vector.
+        const int n = 8, c = 3, s = 37;
+        var rng = new Rng(11);
+        var x = new float[n * c * s];
+        var dy = new float[x.Length];
+        for (int i = 0; i < x.Length; i++)
+            (x[i], dy[i]) = ((float)(1e4 + 1e-2 * rng.NextGaussian()), (float)rng.NextGaussian());
+        float[] gamma = [1.5f, -0.5f, 2f], beta = [0.1f, 0f, -1f];
+        const double eps = 1e-5;
+        var (mean, scale, y) = (new double[c], new double[c], new float[x.Length]);
+        LpNormKernels.Moments<float>(x, n, c, s, p, mean, scale);
+        LpNormKernels.Normalize<float>(y, x, n, c, s, mean, scale, eps, gamma, beta);
+        var (dx, dGamma, dBeta) = (new float[x.Length], new float[c], new float[c]);
+        LpNormKernels.Backward<float>(dx, dGamma, dBeta, dy, x, n, c, s, p, mean, scale, eps, gamma);
+
+        var xd = x.Select(v => (double)v).ToArray();
+        var (refMean, refScale) = (new double[c], new double[c]);
+        for (int ch = 0; ch < c; ch++)
+        {
+            var values = Enumerable.Range(0, n).SelectMany(i => xd.Skip((i * c + ch) * s).Take(s)).ToArray();
+            refMean[ch] = values.Average();
+            var dev = values.Select(v => Math.Abs(v - refMean[ch])).ToArray();
+            refScale[ch] = p == 1 ? dev.Average() : p == 2 ? Math.Sqrt(dev.Average(d => d * d)) : dev.Max();
+            Assert.Equal(refMean[ch], mean[ch], 1e-9 * 1e4);
+            Assert.Equal(refScale[ch], scale[ch], 1e-4 * refScale[ch]);
+        }
+        var (dxd, dGammaD, dBetaD) = (new double[x.Length], new double[c], new double[c]);
+        LpNormKernels.Backward<double>(dxd, dGammaD, dBetaD, dy.Select(v => (double)v).ToArray(), xd, n, c, s, p, refMean, refScale, eps,
+            gamma.Select(v => (double)v).ToArray());
+        for (int i = 0; i < x.Length; i++)
+        {
+            int ch = i / s % c;
+            double expected = gamma[ch] * (xd[i] - refMean[ch]) / (refScale[ch] + eps) + beta[ch];
+            Assert.True(Math.Abs(y[i] - expected) < 1e-3, $"ℓ{p} y[{i}] = {y[i]}, expected {expected}");
+            Assert.True(Math.Abs(dx[i] - dxd[i]) < 1e-3 * (1 + Math.Abs(dxd[i])), $"ℓ{p} dx[{i}] = {dx[i]}, expected {dxd[i]}");
+        }
+        for (int ch = 0; ch < c; ch++)
+        {
+            Assert.Equal(dBetaD[ch], dBeta[ch], 1e-3 * (1 + Math.Abs(dBetaD[ch])));
+            Assert.Equal(dGammaD[ch], dGamma[ch], 1e-3 * (1 + Math.Abs(dGammaD[ch])));
+        }
     }
 }

@@ -32,6 +32,7 @@ public class ZooTests
     [InlineData(NormKind.Frozen)]
     [InlineData(NormKind.Lp1)]
     [InlineData(NormKind.LpInf)]
+    [InlineData(NormKind.Sync)]
     public void EveryNormalizationPlugsIntoEveryModel(NormKind kind)
     {
         int batch = kind == NormKind.Whiten ? 20 : 3; // whitening 16 features needs more than 16 samples
@@ -51,6 +52,7 @@ public class ZooTests
             NormKind.Renorm => ["BatchRenorm", "BatchRenorm", "BatchRenorm"],
             NormKind.Ghost => ["GhostBatchNorm", "GhostBatchNorm", "GhostBatchNorm"],
             NormKind.Frozen => ["BatchNorm2d", "BatchNorm2d", "BatchNorm1d"],
+            NormKind.Sync => ["SyncBatchNorm", "SyncBatchNorm", "SyncBatchNorm"],
             _ => ["LpBatchNorm", "LpBatchNorm", "LpBatchNorm"],
         }, norms);
         Assert.Equal(32, ((GroupNorm)Zoo.Norm(NormKind.Group, 64, spatial: true)).NumGroups);

@@ -135,6 +135,14 @@ public sealed class DataLoader
     {
         if (order.Length != _order.Length || cursor < -1 || cursor > order.Length)
             throw new ArgumentException($"DataLoader: a state for {order.Length} images at position {cursor} does not fit a dataset of {_order.Length}.");
+        // The order indexes the images: anything but a permutation would read outside them or skip some.
+        var seen = new bool[order.Length];
+        for (int i = 0; i < order.Length; i++)
+        {
+            if ((uint)order[i] >= (uint)order.Length || seen[order[i]])
+                throw new ArgumentException($"DataLoader: the order is not a permutation of 0..{order.Length - 1}: entry {i} is {order[i]}.");
+            seen[order[i]] = true;
+        }
         _rng.SetState(rngState);
         order.CopyTo(_order, 0);
         _startEpoch = cursor < 0;

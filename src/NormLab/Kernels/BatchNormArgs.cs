@@ -12,6 +12,10 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     public T* Y;
     public T* X, DY, Gamma, Beta, DGamma, DBeta;
     public double* Mean, M2, InvStd;
+    /// <summary>Per-channel Σdy and Σdy·(x − μ) when the backward runs in two calls (<see cref="BatchNormKernels.GradientSums{T}"/>).</summary>
+    public double* SumDy, SumDyXc;
+    /// <summary>The values per channel the statistics are over, when it is not n·s (a batch split across processes).</summary>
+    public double Count;
     /// <summary>Per-channel constants of <see cref="Normalized{T}"/> when they are computed once per call (eval).</summary>
     public T* Hi, Alpha, Shift;
     public int N, C, S;

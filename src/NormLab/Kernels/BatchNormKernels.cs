@@ -149,6 +149,60 @@ public static unsafe class BatchNormKernels
         Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
             &BatchNormPlanes.BackwardFixedStatsRange<T>, &BatchNormRows.BackwardFixedStatsRange<T>);
 
+    /// <summary>
+    /// The first half of <see cref="BackwardBatchStats{T}"/>: per channel Σdy and Σdy·(x − mean) of this slice, and the
+    /// parameter gradients dβ += Σdy, dγ += invStd·Σdy·(x − mean). Split from the second half (<see cref="InputGradientFromSums{T}"/>)
+    /// so that the sums of a batch spread over processes can be added up in between (SyncBatchNorm). An empty slice gives zeros.
+    /// </summary>
+    public static void GradientSums<T>(Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> invStd, int n, int c, int s, Span<double> sumDy, Span<double> sumDyXc)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
+        CheckSizes(dy.Length, n, c, s, sumDy.Length, sumDyXc.Length);
+        sumDy.Slice(0, c).Clear();
+        sumDyXc.Slice(0, c).Clear();
+        if ((long)n * s == 0)
+            return;
+        fixed (T* pdy = dy, px = x, pdGamma = dGamma, pdBeta = dBeta)
+        fixed (double* pMean = mean, pInvStd = invStd, pSumDy = sumDy, pSumDyXc = sumDyXc)
+        {
+            var args = new BatchNormArgs<T>
+            {
+                DY = pdy, X = px, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd, SumDy = pSumDy, SumDyXc = pSumDyXc,
+                N = n, C = c, S = s,
+            };
+            ByChannel(ref args, &BatchNormPlanes.GradientSumsRange<T>, &BatchNormRows.GradientSumsRange<T>);
+        }
+    }
+
+    /// <summary>
+    /// The second half of <see cref="BackwardBatchStats{T}"/>: dx = γ·invStd·(dy − Σdy/m − (x − mean)·invStd²·Σdy·(x − mean)/m)
+    /// with the sums and the count m of the whole batch, of which this slice may be a part.
+    /// </summary>
+    public static void InputGradientFromSums<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd,
+        ReadOnlySpan<T> gamma, ReadOnlySpan<double> sumDy, ReadOnlySpan<double> sumDyXc, double count, int n, int c, int s)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
+        CheckSizes(dy.Length, n, c, s, sumDy.Length, sumDyXc.Length);
+        CheckSizes(dx.Length, n, c, s, c, c);
+        CheckOutput(dx, x);
+        CheckOutput(dx, dy);
+        if ((long)n * s == 0)
+            return;
+        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma)
+        fixed (double* pMean = mean, pInvStd = invStd, pSumDy = sumDy, pSumDyXc = sumDyXc)
+        {
+            var args = new BatchNormArgs<T>
+            {
+                Y = pdx, DY = pdy, X = px, Gamma = pGamma, Mean = pMean, InvStd = pInvStd, SumDy = pSumDy, SumDyXc = pSumDyXc, Count = count,
+                N = n, C = c, S = s,
+            };
+            ByChannel(ref args, &BatchNormPlanes.InputGradientRange<T>, &BatchNormRows.InputGradientRange<T>);
+        }
+    }
+
     private static void Backward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s,
         delegate*<ref BatchNormArgs<T>, int, int, void> planes, delegate*<ref BatchNormArgs<T>, int, int, void> rows)

@@ -77,18 +77,42 @@ internal static unsafe class BatchNormPlanes
     /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
     public static void BackwardBatchStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int n = a.N, c = a.C, s = a.S;
-        double m = (double)n * s;
+        double m = (double)a.N * a.S;
         for (int ch = first; ch < end; ch++)
         {
             var (hi, lo, sumDy, sumDyXc) = GradientSums(ref a, ch);
-            var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy, sumDyXc, m);
-            var gradient = new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k));
-            for (int i = 0; i < n; i++)
-            {
-                long at = ((long)i * c + ch) * s;
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
-            }
+            MapInputGradient(ref a, ch, hi, lo, sumDy, sumDyXc, m);
+        }
+    }
+
+    /// <summary>Σdy and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/>, and the parameter gradients.</summary>
+    public static void GradientSumsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int ch = first; ch < end; ch++)
+            (_, _, a.SumDy[ch], a.SumDyXc[ch]) = GradientSums(ref a, ch);
+    }
+
+    /// <summary>dx from the sums in <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/> over <see cref="BatchNormArgs{T}.Count"/> values.</summary>
+    public static void InputGradientRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int ch = first; ch < end; ch++)
+        {
+            var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
+            MapInputGradient(ref a, ch, Vector256.Create(hi), Vector256.Create(lo), a.SumDy[ch], a.SumDyXc[ch], a.Count);
+        }
+    }
+
+    // dx = γ·invStd·(dy − Σdy/m − (x − μ)·k) over the planes of channel ch.
+    private static void MapInputGradient<T>(ref BatchNormArgs<T> a, int ch, Vector256<T> hi, Vector256<T> lo, double sumDy, double sumDyXc, double m)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S;
+        var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy, sumDyXc, m);
+        var gradient = new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k));
+        for (int i = 0; i < n; i++)
+        {
+            long at = ((long)i * c + ch) * s;
+            Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
         }
     }
 

@@ -88,6 +88,41 @@ internal static unsafe class BatchNormRows
         }
     }
 
+    /// <summary>Σdy and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/>, and the parameter gradients.</summary>
+    public static void GradientSumsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        for (int u0 = first; u0 < end; u0 += ChunkUnits)
+        {
+            var chunk = Chunk<T>.Of(u0, Math.Min(end, u0 + ChunkUnits), a.C);
+            GradientSums(ref a, chunk, scratch);
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                chunk.Store(scratch.SumDy[j], a.SumDy, j);
+                chunk.Store(scratch.SumDyXc[j], a.SumDyXc, j);
+            }
+        }
+    }
+
+    /// <summary>dx from the sums in <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/> over <see cref="BatchNormArgs{T}.Count"/> values.</summary>
+    public static void InputGradientRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var maps = stackalloc InputGradient<T>[ChunkUnits];
+        for (int u0 = first; u0 < end; u0 += ChunkUnits)
+        {
+            var chunk = Chunk<T>.Of(u0, Math.Min(end, u0 + ChunkUnits), a.C);
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                var (hi, lo) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
+                var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(chunk.Load(a.InvStd, j), chunk.Gamma(ref a, j),
+                    chunk.Load(a.SumDy, j), chunk.Load(a.SumDyXc, j), a.Count);
+                maps[j] = new InputGradient<T>(hi, lo, scale, meanDy, k);
+            }
+            Map(a.Y, a.X, a.DY, a.N, a.C, chunk, maps);
+        }
+    }
+
     /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
     public static void BackwardFixedStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {

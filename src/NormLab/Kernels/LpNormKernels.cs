@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace NormLab.Kernels;
 
@@ -8,7 +9,9 @@ namespace NormLab.Kernels;
 /// <code>
 /// c = x − μ_B      s_p = ((1/m)·Σ|c|^p)^(1/p)   (p = ∞: max |c|)      x̂ = c/(s_p + eps)      y = γ·x̂ + β
 /// </code>
-/// p = 2 is BatchNorm with eps outside the root. The layout is BatchNorm's [n, c, s]; statistics in double.
+/// p = 1, 2 or ∞; p = 2 is BatchNorm with eps outside the root. The layout is BatchNorm's [n, c, s], walked plane by plane
+/// with BatchNorm's vector loops (<see cref="Centered"/>): sums per lane in T within a plane, in double across planes,
+/// deviations taken around the mean's (hi, lo) pair so that data far from zero keep their spread.
 /// </summary>
 public static unsafe class LpNormKernels
 {
@@ -16,17 +19,22 @@ public static unsafe class LpNormKernels
     // Each channel's sums stay in one thread and in one order, so the result does not depend on the thread count.
     private const long ParallelWork = 1 << 14;
 
-    private ref struct Args<T> where T : unmanaged
+    private struct Args<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public ReadOnlySpan<T> X, Dy, Gamma, Beta;
-        public Span<T> Y, DGamma, DBeta;
-        public ReadOnlySpan<double> MeanIn, ScaleIn;
-        public Span<double> Mean, Scale;
+        public T* X, Dy, Y, Gamma, Beta, DGamma, DBeta;
+        public double* Mean, Scale;
         public int N, C, S;
         public double P, Eps;
+
+        public readonly double GammaOf(int ch) => Gamma == null ? 1 : Lanes.ToDouble(Gamma[ch]);
+
+        public readonly double BetaOf(int ch) => Beta == null ? 0 : Lanes.ToDouble(Beta[ch]);
+
+        /// <summary>Where image i's plane of channel ch starts.</summary>
+        public readonly long At(int i, int ch) => ((long)i * C + ch) * S;
     }
 
-    private static void Run<T>(ref Args<T> a, delegate*<ref Args<T>, int, int, void> channels) where T : unmanaged
+    private static void Run<T>(ref Args<T> a, delegate*<ref Args<T>, int, int, void> channels) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if ((long)a.N * a.C * a.S < ParallelWork)
             channels(ref a, 0, a.C);
@@ -38,31 +46,48 @@ public static unsafe class LpNormKernels
     public static void Moments<T>(ReadOnlySpan<T> x, int n, int c, int s, double p, Span<double> mean, Span<double> scale)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check(x.Length, n, c, s, mean.Length, scale.Length);
-        var a = new Args<T> { X = x, N = n, C = c, S = s, P = p, Mean = mean, Scale = scale };
-        Run(ref a, &MomentsChannels);
+        Check(x.Length, n, c, s, p, mean.Length, scale.Length);
+        fixed (T* px = x)
+        fixed (double* pm = mean, ps = scale)
+        {
+            var a = new Args<T> { X = px, N = n, C = c, S = s, P = p, Mean = pm, Scale = ps };
+            Run(ref a, &MomentsChannels);
+        }
     }
 
     private static void MomentsChannels<T>(ref Args<T> a, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        ReadOnlySpan<T> x = a.X;
-        int n = a.N, c = a.C, s = a.S;
-        double p = a.P, m = (double)n * s;
+        double m = (double)a.N * a.S;
         for (int ch = from; ch < to; ch++)
         {
-            double sum = 0;
-            for (int i = 0; i < n; i++)
-                for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
-                    sum += double.CreateChecked(x[j]);
-            double mu = sum / m, acc = 0;
-            for (int i = 0; i < n; i++)
-                for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
+            // The mean around the channel's first value (BatchNorm's first pass), then the deviations around the mean.
+            T first = a.X[(long)ch * a.S];
+            var sum = new DoubleLanes();
+            for (int i = 0; i < a.N; i++)
+                sum.Add(Centered.Sum(a.X + a.At(i, ch), a.S, new Deviation<T>(Vector256.Create(first))));
+            double mu = Lanes.ToDouble(first) + sum.Total / m;
+            var (hi, lo) = Centered.Split<T>(mu);
+            var (vh, vl) = (Vector256.Create(hi), Vector256.Create(lo));
+            double sp;
+            if (double.IsPositiveInfinity(a.P))
+            {
+                var max = Vector256<T>.Zero;
+                for (int i = 0; i < a.N; i++)
+                    max = Vector256.Max(max, MaxAbs(a.X + a.At(i, ch), a.S, vh, vl));
+                sp = Lanes.ToDouble(Max(max));
+            }
+            else
+            {
+                var acc = new DoubleLanes();
+                for (int i = 0; i < a.N; i++)
                 {
-                    double d = Math.Abs(double.CreateChecked(x[j]) - mu);
-                    acc = double.IsPositiveInfinity(p) ? Math.Max(acc, d) : p == 1 ? acc + d : p == 2 ? acc + d * d : acc + Math.Pow(d, p);
+                    T* plane = a.X + a.At(i, ch);
+                    acc.Add(a.P == 1 ? Centered.Sum(plane, a.S, new AbsDeviation<T>(vh, vl)) : Centered.Sum(plane, a.S, new SquaredDeviation<T>(vh, vl)));
                 }
+                sp = a.P == 1 ? acc.Total / m : Math.Sqrt(acc.Total / m);
+            }
             a.Mean[ch] = mu;
-            a.Scale[ch] = double.IsPositiveInfinity(p) ? acc : Math.Pow(acc / m, 1 / p);
+            a.Scale[ch] = sp;
         }
     }
 
@@ -71,26 +96,27 @@ public static unsafe class LpNormKernels
         double eps, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check(x.Length, n, c, s, mean.Length, scale.Length);
-        var args = new Args<T> { X = x, Y = y, N = n, C = c, S = s, MeanIn = mean, ScaleIn = scale, Eps = eps, Gamma = gamma, Beta = beta };
-        Run(ref args, &NormalizeChannels);
+        Check(x.Length, n, c, s, 1, mean.Length, scale.Length);
+        if (y.Length != x.Length)
+            throw new ArgumentException($"ℓp-norm kernel: y has {y.Length} values, x {x.Length}.");
+        fixed (T* px = x, py = y, pg = gamma, pb = beta)
+        fixed (double* pm = mean, ps = scale)
+        {
+            var a = new Args<T> { X = px, Y = py, Gamma = pg, Beta = pb, N = n, C = c, S = s, Mean = pm, Scale = ps, Eps = eps };
+            Run(ref a, &NormalizeChannels);
+        }
     }
 
-    private static void NormalizeChannels<T>(ref Args<T> args, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void NormalizeChannels<T>(ref Args<T> a, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        ReadOnlySpan<T> x = args.X;
-        Span<T> y = args.Y;
-        int n = args.N, c = args.C, s = args.S;
         for (int ch = from; ch < to; ch++)
         {
-            double a = (args.Gamma.IsEmpty ? 1 : double.CreateChecked(args.Gamma[ch])) / (args.ScaleIn[ch] + args.Eps);
-            double b = args.Beta.IsEmpty ? 0 : double.CreateChecked(args.Beta[ch]);
-            double mu = args.MeanIn[ch];
-            for (int i = 0; i < n; i++)
+            var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(a.Mean[ch], 1 / (a.Scale[ch] + a.Eps), a.GammaOf(ch), a.BetaOf(ch));
+            var normalized = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
+            for (int i = 0; i < a.N; i++)
             {
-                int at = (i * c + ch) * s;
-                for (int j = at; j < at + s; j++)
-                    y[j] = T.CreateChecked((double.CreateChecked(x[j]) - mu) * a + b);
+                long at = a.At(i, ch);
+                Centered.Map(a.Y + at, a.X + at, a.X + at, a.S, normalized);
             }
         }
     }
@@ -106,51 +132,47 @@ public static unsafe class LpNormKernels
         double p, ReadOnlySpan<double> mean, ReadOnlySpan<double> scale, double eps, ReadOnlySpan<T> gamma)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check(x.Length, n, c, s, mean.Length, scale.Length);
-        var args = new Args<T> { X = x, Dy = dy, Y = dx, DGamma = dGamma, DBeta = dBeta, N = n, C = c, S = s, P = p, MeanIn = mean, ScaleIn = scale, Eps = eps, Gamma = gamma };
-        Run(ref args, &BackwardChannels);
+        Check(x.Length, n, c, s, p, mean.Length, scale.Length);
+        CheckGradients(dx.Length, dy.Length, x.Length);
+        fixed (T* px = x, pdy = dy, pdx = dx, pg = gamma, pdg = dGamma, pdb = dBeta)
+        fixed (double* pm = mean, ps = scale)
+        {
+            var a = new Args<T> { X = px, Dy = pdy, Y = pdx, Gamma = pg, DGamma = pdg, DBeta = pdb, N = n, C = c, S = s, P = p, Mean = pm, Scale = ps, Eps = eps };
+            Run(ref a, &BackwardChannels);
+        }
     }
 
-    private static void BackwardChannels<T>(ref Args<T> args, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void BackwardChannels<T>(ref Args<T> a, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        ReadOnlySpan<T> x = args.X, dy = args.Dy, gamma = args.Gamma;
-        Span<T> dx = args.Y, dGamma = args.DGamma, dBeta = args.DBeta;
-        int n = args.N, c = args.C, s = args.S;
-        double p = args.P, eps = args.Eps, m = (double)n * s;
-        bool inf = double.IsPositiveInfinity(p);
+        double m = (double)a.N * a.S;
         for (int ch = from; ch < to; ch++)
         {
-            double mu = args.MeanIn[ch], sp = args.ScaleIn[ch], d = sp + eps, g = gamma.IsEmpty ? 1 : double.CreateChecked(gamma[ch]);
-            double sumDy = 0, sumDyC = 0, sumPsi = 0, maxAbs = -1;
-            int argMax = -1;
-            for (int i = 0; i < n; i++)
-                for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
-                {
-                    double cj = double.CreateChecked(x[j]) - mu, dyj = double.CreateChecked(dy[j]);
-                    sumDy += dyj;
-                    sumDyC += dyj * cj;
-                    if (inf)
-                    {
-                        if (Math.Abs(cj) > maxAbs)
-                            (maxAbs, argMax) = (Math.Abs(cj), j);
-                    }
-                    else
-                        sumPsi += Psi(cj, p);
-                }
-            if (!dBeta.IsEmpty)
-                dBeta[ch] += T.CreateChecked(sumDy);
-            if (!dGamma.IsEmpty)
-                dGamma[ch] += T.CreateChecked(sumDyC / d);
-            double k = g * sumDyC / (d * d);
-            double psiMean = sumPsi / m, sign = argMax >= 0 ? Math.Sign(double.CreateChecked(x[argMax]) - mu) : 0;
-            double factor = inf ? 0 : Math.Pow(sp, 1 - p) / m;
-            for (int i = 0; i < n; i++)
-                for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
-                {
-                    double cj = double.CreateChecked(x[j]) - mu;
-                    double ds = inf ? sign * ((j == argMax ? 1 : 0) - 1 / m) : factor * (Psi(cj, p) - psiMean);
-                    dx[j] = T.CreateChecked(g / d * (double.CreateChecked(dy[j]) - sumDy / m) - k * ds);
-                }
+            double sp = a.Scale[ch], d = sp + a.Eps, g = a.GammaOf(ch);
+            var (vh, vl, sumDy, sumDyC) = GradientSums(ref a, ch, d);
+            // dx = γ/D·(dy − meanDy' − k·ψ), the ψ terms' constants folded into meanDy' (k = S/(D·m)·s_p^(1−p)).
+            double k = sumDyC / (d * m), meanDy = sumDy / m;
+            var scaleDy = Vector256.Create(Lanes.FromDouble<T>(g / d));
+            if (a.P == 1)
+            {
+                double psiMean = SumOver(ref a, ch, new SignOfDeviation<T>(vh, vl)) / m;
+                var map = new InputGradientL1<T>(vh, vl, scaleDy, Vector256.Create(Lanes.FromDouble<T>(meanDy - k * psiMean)), Vector256.Create(Lanes.FromDouble<T>(k)));
+                MapPlanes(ref a, ch, map);
+            }
+            else if (a.P == 2)
+            {
+                double kk = k / sp, cMean = SumOver(ref a, ch, new CenteredValue<T>(vh, vl)) / m;
+                var map = new InputGradient<T>(vh, vl, scaleDy, Vector256.Create(Lanes.FromDouble<T>(meanDy - kk * cMean)), Vector256.Create(Lanes.FromDouble<T>(kk)));
+                MapPlanes(ref a, ch, map);
+            }
+            else
+            {
+                // Only the arg-max moves s_∞; every other value sees the −1/m share of it.
+                long argMax = ArgMaxAbs(ref a, ch, vh, vl, Lanes.FromDouble<T>(sp));
+                double sign = Math.Sign(Lanes.ToDouble(a.X[argMax]) - a.Mean[ch]);
+                var map = new InputGradient<T>(vh, vl, scaleDy, Vector256.Create(Lanes.FromDouble<T>(meanDy - k * sign)), Vector256<T>.Zero);
+                MapPlanes(ref a, ch, map);
+                a.Y[argMax] = Lanes.FromDouble<T>(g / d * (Lanes.ToDouble(a.Dy[argMax]) - meanDy + k * sign) - g / d * k * m * sign);
+            }
         }
     }
 
@@ -159,30 +181,114 @@ public static unsafe class LpNormKernels
         ReadOnlySpan<double> mean, ReadOnlySpan<double> scale, double eps, ReadOnlySpan<T> gamma)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check(x.Length, n, c, s, mean.Length, scale.Length);
-        for (int ch = 0; ch < c; ch++)
+        Check(x.Length, n, c, s, 1, mean.Length, scale.Length);
+        CheckGradients(dx.Length, dy.Length, x.Length);
+        fixed (T* px = x, pdy = dy, pdx = dx, pg = gamma, pdg = dGamma, pdb = dBeta)
+        fixed (double* pm = mean, ps = scale)
         {
-            double d = scale[ch] + eps, g = gamma.IsEmpty ? 1 : double.CreateChecked(gamma[ch]), sumDy = 0, sumDyXhat = 0;
-            for (int i = 0; i < n; i++)
-                for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
-                {
-                    double dyj = double.CreateChecked(dy[j]);
-                    sumDy += dyj;
-                    sumDyXhat += dyj * (double.CreateChecked(x[j]) - mean[ch]) / d;
-                    dx[j] = T.CreateChecked(dyj * g / d);
-                }
-            if (!dBeta.IsEmpty)
-                dBeta[ch] += T.CreateChecked(sumDy);
-            if (!dGamma.IsEmpty)
-                dGamma[ch] += T.CreateChecked(sumDyXhat);
+            var a = new Args<T> { X = px, Dy = pdy, Y = pdx, Gamma = pg, DGamma = pdg, DBeta = pdb, N = n, C = c, S = s, Mean = pm, Scale = ps, Eps = eps };
+            Run(ref a, &BackwardFixedChannels);
         }
     }
 
-    private static double Psi(double c, double p) => p == 1 ? Math.Sign(c) : p == 2 ? c : Math.Sign(c) * Math.Pow(Math.Abs(c), p - 1);
+    private static void BackwardFixedChannels<T>(ref Args<T> a, int from, int to) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int ch = from; ch < to; ch++)
+        {
+            double d = a.Scale[ch] + a.Eps;
+            GradientSums(ref a, ch, d);
+            MapPlanes(ref a, ch, new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) / d))));
+        }
+    }
 
-    private static void Check(int length, int n, int c, int s, int stats1, int stats2)
+    // Σdy and Σdy·c of channel ch, accumulating dβ += Σdy and dγ += Σdy·c/D.
+    private static (Vector256<T> Hi, Vector256<T> Lo, double SumDy, double SumDyC) GradientSums<T>(ref Args<T> a, int ch, double d)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
+        var (vh, vl) = (Vector256.Create(hi), Vector256.Create(lo));
+        var sumDy = new DoubleLanes();
+        var sumDyC = new DoubleLanes();
+        for (int i = 0; i < a.N; i++)
+        {
+            long at = a.At(i, ch);
+            var (dy, dyC) = Centered.SumGradients(a.Dy + at, a.X + at, a.S, vh, vl);
+            sumDy.Add(dy);
+            sumDyC.Add(dyC);
+        }
+        double totalDy = sumDy.Total, totalDyC = sumDyC.Total;
+        if (a.DBeta != null)
+            a.DBeta[ch] += Lanes.FromDouble<T>(totalDy);
+        if (a.DGamma != null)
+            a.DGamma[ch] += Lanes.FromDouble<T>(totalDyC / d);
+        return (vh, vl, totalDy, totalDyC);
+    }
+
+    private static double SumOver<T, TTerm>(ref Args<T> a, int ch, TTerm term)
+        where T : unmanaged, IFloatingPointIeee754<T> where TTerm : struct, ITerm<T>
+    {
+        var sum = new DoubleLanes();
+        for (int i = 0; i < a.N; i++)
+            sum.Add(Centered.Sum(a.X + a.At(i, ch), a.S, term));
+        return sum.Total;
+    }
+
+    private static void MapPlanes<T, TMap>(ref Args<T> a, int ch, TMap map) where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>
+    {
+        for (int i = 0; i < a.N; i++)
+        {
+            long at = a.At(i, ch);
+            Centered.Map(a.Y + at, a.X + at, a.Dy + at, a.S, map);
+        }
+    }
+
+    // max |(x − hi) − lo| per lane over one plane (a tail's extra lanes repeat values of the plane).
+    private static Vector256<T> MaxAbs<T>(T* x, int s, Vector256<T> hi, Vector256<T> lo) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count;
+        if (s < w)
+            return Vector256.Abs((Lanes.LoadPartial(x, s) - hi) - lo) & ~Lanes.Last<T>(w - s);
+        var max = Vector256<T>.Zero;
+        int i = 0;
+        for (; i <= s - w; i += w)
+            max = Vector256.Max(max, Vector256.Abs((Vector256.Load(x + i) - hi) - lo));
+        if (i < s)
+            max = Vector256.Max(max, Vector256.Abs((Vector256.Load(x + s - w) - hi) - lo));
+        return max;
+    }
+
+    private static T Max<T>(Vector256<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T max = v[0];
+        for (int i = 1; i < Vector256<T>.Count; i++)
+            max = T.Max(max, v[i]);
+        return max;
+    }
+
+    // The first value (in plane order) whose |(x − hi) − lo| is the channel's maximum, computed exactly as in the forward pass.
+    private static long ArgMaxAbs<T>(ref Args<T> a, int ch, Vector256<T> hi, Vector256<T> lo, T max) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < a.N; i++)
+        {
+            long at = a.At(i, ch);
+            for (int j = 0; j < a.S; j++)
+                if (Vector256.Abs((Vector256.CreateScalar(a.X[at + j]) - hi) - lo).ToScalar() == max)
+                    return at + j;
+        }
+        return a.At(0, ch);
+    }
+
+    private static void Check(int length, int n, int c, int s, double p, int stats1, int stats2)
     {
         if ((long)n * c * s != length || stats1 < c || stats2 < c)
             throw new ArgumentException($"ℓp-norm kernel: {length} values and per-channel buffers of {Math.Min(stats1, stats2)} do not form [n={n}, c={c}, s={s}].");
+        if (p is not (1 or 2) && !double.IsPositiveInfinity(p))
+            throw new ArgumentOutOfRangeException(nameof(p), $"ℓp-norm kernel: p must be 1, 2 or ∞, got {p}.");
+    }
+
+    private static void CheckGradients(int dx, int dy, int x)
+    {
+        if (dx != x || dy != x)
+            throw new ArgumentException($"ℓp-norm kernel: dx {dx} and dy {dy} values for x of {x}.");
     }
 }

@@ -29,6 +29,11 @@ public enum NormKind
     Lp2,
     /// <summary>ℓ∞ batch normalization (p = ∞).</summary>
     LpInf,
+    /// <summary>
+    /// <see cref="SyncBatchNorm"/> over one process, which is BatchNorm; data-parallel training hands the layers its
+    /// communicator with <see cref="SyncBatchNorm.ConvertSyncBatchNorm"/>.
+    /// </summary>
+    Sync,
 }
 
 /// <summary>
@@ -96,6 +101,7 @@ public static class Zoo
         NormKind.Lp1 => new LpBatchNorm(features, 1),
         NormKind.Lp2 => new LpBatchNorm(features, 2),
         NormKind.LpInf => new LpBatchNorm(features, double.PositiveInfinity),
+        NormKind.Sync => new SyncBatchNorm(features),
         _ => throw new ArgumentOutOfRangeException(nameof(spec), $"No normalization layer for '{spec.Kind}'."),
     };
 

@@ -73,7 +73,8 @@ public sealed class Conv2d : Module
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x)
     {
-        ShapeCheck.Rank(x, 4, _name, "[N, C, H, W]");
+        if (x.Rank != 4)
+            throw new ArgumentException($"{_name}: expected 4D input [N, {InChannels}, H, W], got {x.Rank}D input of shape {x.ShapeString}.");
         ShapeCheck.Dim(x, 1, InChannels, _name, "channels C");
         int h = x.Dim(2), w = x.Dim(3);
         int outH = Window2d.OutputSize(h, KernelSize, Stride, Padding);

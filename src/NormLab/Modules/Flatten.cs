@@ -9,7 +9,7 @@ public sealed class Flatten : Module
     protected override Tensor ForwardCore(Tensor x)
     {
         if (x.Rank < 1)
-            throw new ArgumentException($"Flatten: expected at least a batch dimension, got shape {x.ShapeString}.");
+            throw new ArgumentException($"Flatten: expected at least 1 dimension (the batch), got shape {x.ShapeString}.");
         _input = x;
         int n = x.Dim(0);
         int rest = n == 0 ? 0 : x.Length / n;

@@ -47,9 +47,9 @@ public sealed class Linear : Module
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x)
     {
-        ShapeCheck.Rank(x, 2, "Linear", "[N, in]");
-        if (x.Dim(1) != InFeatures)
-            throw new ArgumentException($"Linear({InFeatures}→{OutFeatures}): input of shape {x.ShapeString} does not match weight of shape {Weight.Value.ShapeString}.");
+        if (x.Rank != 2 || x.Dim(1) != InFeatures)
+            throw new ArgumentException(
+                $"Linear({InFeatures}→{OutFeatures}): expected input [N, {InFeatures}] for weight of shape {Weight.Value.ShapeString}, got input of shape {x.ShapeString}.");
         _input = x;
         int n = x.Dim(0);
         var y = Tensor.Ensure(ref _output, n, OutFeatures);

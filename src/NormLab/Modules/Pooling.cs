@@ -140,7 +140,7 @@ public sealed class GlobalAvgPool2d : Module
         ShapeCheck.Rank(x, 4, "GlobalAvgPool2d", "[N, C, H, W]");
         int size = x.Dim(2) * x.Dim(3);
         if (size < 1)
-            throw new ArgumentException($"GlobalAvgPool2d: input of shape {x.ShapeString} has empty planes.");
+            throw new ArgumentException($"GlobalAvgPool2d: input of shape {x.ShapeString} has empty planes; expected [N, C, H, W] with H, W ≥ 1.");
         _input = x;
         var y = Tensor.Ensure(ref _output, x.Dim(0), x.Dim(1));
         Pooling.GlobalAvgForward<float>(y.Span, x.Span, y.Length, size);

@@ -17,8 +17,18 @@ public sealed class Sequential : Module
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x)
     {
-        foreach (var layer in _layers)
-            x = layer.Forward(x);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            try
+            {
+                x = _layers[i].Forward(x);
+            }
+            catch (ArgumentException e)
+            {
+                // Which of several alike layers failed: the index is the name in NamedModules and the state dict.
+                throw new ArgumentException($"Sequential layer {i}: {e.Message}", e);
+            }
+        }
         return x;
     }
 
@@ -27,7 +37,14 @@ public sealed class Sequential : Module
     {
         for (int i = _layers.Length - 1; i >= 0; i--)
         {
-            dy = _layers[i].Backward(dy);
+            try
+            {
+                dy = _layers[i].Backward(dy);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"Sequential layer {i}: {e.Message}", e);
+            }
             if (!_layers[i].NeedsInputGradient)
                 return NoGradient; // the layers before it have no parameters (see NeedsInputGradient)
         }

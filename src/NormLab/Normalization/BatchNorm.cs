@@ -62,6 +62,28 @@ public abstract class BatchNorm : Module, IBatchCounter
         _invStd = new double[numFeatures];
     }
 
+    /// <summary>
+    /// Creates a layer with the settings of <paramref name="source"/> that shares its parameters and running statistics
+    /// (the same objects, as PyTorch's <c>convert_sync_batchnorm</c> does); the batch counter is copied.
+    /// </summary>
+    private protected BatchNorm(BatchNorm source)
+    {
+        NumFeatures = source.NumFeatures;
+        Eps = source.Eps;
+        Momentum = source.Momentum;
+        Affine = source.Affine;
+        TrackRunningStats = source.TrackRunningStats;
+        Weight = source.Weight;
+        Bias = source.Bias;
+        RunningMean = source.RunningMean;
+        RunningVar = source.RunningVar;
+        NumBatchesTracked = source.NumBatchesTracked;
+        Frozen = source.Frozen;
+        _mean = new double[NumFeatures];
+        _m2 = new double[NumFeatures];
+        _invStd = new double[NumFeatures];
+    }
+
     /// <summary>C, the number of channels.</summary>
     public int NumFeatures { get; }
 
@@ -147,17 +169,10 @@ public abstract class BatchNorm : Module, IBatchCounter
         _input = x;
         var y = Tensor.Ensure(ref _output, x.Shape);
         _usedBatchStats = (Training && !Frozen) || RunningMean is null;
-        if (x.Length == 0)
-            return y;
         if (_usedBatchStats)
         {
-            long m = (long)n * s;
-            if (m == 1)
-                throw new ArgumentException(
-                    $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
-            // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
-            BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, _mean, _m2, _invStd);
-            if (Training && RunningMean is not null && RunningVar is not null)
+            long m = NormalizeWithBatchStatistics(y, x, n, c, s, _mean, _m2, _invStd);
+            if (m > 0 && Training && RunningMean is not null && RunningVar is not null)
             {
                 NumBatchesTracked++;
                 double factor = Momentum ?? 1.0 / NumBatchesTracked;
@@ -165,6 +180,8 @@ public abstract class BatchNorm : Module, IBatchCounter
             }
             return y;
         }
+        if (x.Length == 0)
+            return y;
         var rm = RunningMean!.Span;
         var rv = RunningVar!.Span;
         for (int ch = 0; ch < c; ch++)
@@ -176,22 +193,48 @@ public abstract class BatchNorm : Module, IBatchCounter
         return y;
     }
 
+    /// <summary>
+    /// Normalizes <paramref name="x"/> ([n, c, s]) into <paramref name="y"/> with batch statistics, which it leaves in
+    /// <paramref name="mean"/>, <paramref name="m2"/> and <paramref name="invStd"/>, and returns the number of values per
+    /// channel they are over (0 for an empty batch: nothing to normalize, nothing to track). Here the batch is
+    /// <paramref name="x"/>; <see cref="SyncBatchNorm"/> merges it with the other processes' parts.
+    /// </summary>
+    private protected virtual long NormalizeWithBatchStatistics(Tensor y, Tensor x, int n, int c, int s, Span<double> mean, Span<double> m2,
+        Span<double> invStd)
+    {
+        long m = (long)n * s;
+        if (m == 0)
+            return 0;
+        if (m == 1)
+            throw new ArgumentException(
+                $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
+        // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
+        BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, mean, m2, invStd);
+        return m;
+    }
+
     /// <inheritdoc/>
     protected override Tensor BackwardCore(Tensor dy)
     {
         ShapeCheck.Gradient(dy, _output, this);
         var x = _input!;
         var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
-        if (x.Length == 0)
-            return dx;
         var (n, c, s) = _layout;
         var dGamma = Weight is null ? Span<float>.Empty : Weight.Grad.Span;
         var dBeta = Bias is null ? Span<float>.Empty : Bias.Grad.Span;
         if (_usedBatchStats)
-            BatchNormKernels.BackwardBatchStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, n, c, s);
-        else
+            BackwardWithBatchStatistics(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, n, c, s);
+        else if (x.Length > 0)
             BatchNormKernels.BackwardFixedStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, n, c, s);
         return dx;
+    }
+
+    /// <summary>The backward of <see cref="NormalizeWithBatchStatistics"/>, with the statistics it left.</summary>
+    private protected virtual void BackwardWithBatchStatistics(Span<float> dx, Span<float> dGamma, Span<float> dBeta, ReadOnlySpan<float> dy,
+        ReadOnlySpan<float> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, int n, int c, int s)
+    {
+        if (x.Length > 0)
+            BatchNormKernels.BackwardBatchStats<float>(dx, dGamma, dBeta, dy, x, mean, invStd, Gamma, n, c, s);
     }
 
     /// <inheritdoc/>
@@ -216,9 +259,11 @@ public abstract class BatchNorm : Module, IBatchCounter
     public override string ToString() =>
         $"{GetType().Name}({NumFeatures}, eps={Eps}, momentum={(Momentum is { } m ? m.ToString(System.Globalization.CultureInfo.InvariantCulture) : "None")}, affine={Affine}, track_running_stats={TrackRunningStats})";
 
-    private ReadOnlySpan<float> Gamma => Weight is null ? ReadOnlySpan<float>.Empty : Weight.Value.Span;
+    /// <summary>γ, or empty for γ = 1.</summary>
+    private protected ReadOnlySpan<float> Gamma => Weight is null ? ReadOnlySpan<float>.Empty : Weight.Value.Span;
 
-    private ReadOnlySpan<float> Beta => Bias is null ? ReadOnlySpan<float>.Empty : Bias.Value.Span;
+    /// <summary>β, or empty for β = 0.</summary>
+    private protected ReadOnlySpan<float> Beta => Bias is null ? ReadOnlySpan<float>.Empty : Bias.Value.Span;
 }
 
 /// <summary>Batch normalization over [N, C] or [N, C, L] inputs; statistics per feature C over N (and L).</summary>
@@ -229,7 +274,7 @@ public sealed class BatchNorm1d(int numFeatures, double eps = 1e-5, double? mome
     protected override (int N, int C, int S) Layout(Tensor x)
     {
         if (x.Rank is not (2 or 3))
-            throw new ArgumentException($"BatchNorm1d: expected 2D or 3D input [N, C] or [N, C, L], got {x.Rank}D input of shape {x.ShapeString}.");
+            throw new ArgumentException($"BatchNorm1d: expected 2D or 3D input [N, {NumFeatures}] or [N, {NumFeatures}, L], got {x.Rank}D input of shape {x.ShapeString}.");
         CheckChannels(x);
         return (x.Dim(0), x.Dim(1), x.Rank == 3 ? x.Dim(2) : 1);
     }
@@ -242,7 +287,8 @@ public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double? mome
     /// <inheritdoc/>
     protected override (int N, int C, int S) Layout(Tensor x)
     {
-        ShapeCheck.Rank(x, 4, "BatchNorm2d", "[N, C, H, W]");
+        if (x.Rank != 4)
+            throw new ArgumentException($"BatchNorm2d: expected 4D input [N, {NumFeatures}, H, W], got {x.Rank}D input of shape {x.ShapeString}.");
         CheckChannels(x);
         return (x.Dim(0), x.Dim(1), x.Dim(2) * x.Dim(3));
     }

@@ -23,7 +23,7 @@ public sealed class GhostBatchNorm : Module, IBatchCounter
             throw new ArgumentOutOfRangeException(nameof(virtualBatchSize),
                 $"GhostBatchNorm: numFeatures and virtualBatchSize must be positive, got {numFeatures} and {virtualBatchSize}.");
         if (!(eps >= 0) || momentum is { } mo && !(mo is >= 0 and <= 1))
-            throw new ArgumentOutOfRangeException(nameof(eps), $"GhostBatchNorm: need eps ≥ 0 and momentum in [0, 1] or null.");
+            throw new ArgumentOutOfRangeException(nameof(eps), $"GhostBatchNorm: need eps ≥ 0 and momentum in [0, 1] or null, got eps = {eps}, momentum = {momentum?.ToString() ?? "null"}.");
         NumFeatures = numFeatures;
         VirtualBatchSize = virtualBatchSize;
         Eps = eps;

@@ -19,9 +19,9 @@ internal static class NormParameters
     }
 
     /// <summary>Replaces <paramref name="buffer"/> by a larger one only when it is too short.</summary>
-    public static void Grow(ref double[] buffer, int length)
+    public static void Grow<T>(ref T[] buffer, int length)
     {
         if (buffer is null || buffer.Length < length)
-            buffer = new double[length];
+            buffer = new T[length];
     }
 }

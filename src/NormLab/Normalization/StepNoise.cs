@@ -1,3 +1,6 @@
+using System.Numerics.Tensors;
+using NormLab.Kernels;
+
 namespace NormLab;
 
 /// <summary>
@@ -10,6 +13,7 @@ namespace NormLab;
 public sealed class StepNoise : Module
 {
     private Tensor? _output, _scale;
+    private float[] _mu = [], _sd = [];
     private bool _noisy;
 
     /// <summary>Noise with means from U(−<paramref name="a"/>, a) and scales from U(1, <paramref name="b"/>).</summary>
@@ -52,21 +56,42 @@ public sealed class StepNoise : Module
         var os = output.Span;
         if (Kind == NoiseKind.Additive)
         {
+            // y' = y + μ_j + s_j·z with z ~ N(0, 1): the unit's (μ_j, s_j) first, then every z in one vectorized fill.
+            NormParameters.Grow(ref _mu, c);
+            NormParameters.Grow(ref _sd, c);
             for (int ch = 0; ch < c; ch++)
             {
-                double mu = A * (2 * Rng.NextDouble() - 1), sd = 1 + (B - 1) * Rng.NextDouble();
-                for (int i = 0; i < n; i++)
-                    for (int j = (i * c + ch) * s, end = j + s; j < end; j++)
-                        os[j] = (float)(ys[j] + mu + sd * Rng.NextGaussian());
+                _mu[ch] = (float)(A * (2 * Rng.NextDouble() - 1));
+                _sd[ch] = (float)(1 + (B - 1) * Rng.NextDouble());
+            }
+            NoiseFill.Gaussian(Rng, os);
+            for (int i = 0; i < n; i++)
+            {
+                if (s == 1)
+                {
+                    var row = os.Slice(i * c, c);
+                    TensorPrimitives.MultiplyAdd(row, _sd.AsSpan(0, c), ys.Slice(i * c, c), row);
+                    TensorPrimitives.Add(row, _mu.AsSpan(0, c), row);
+                    continue;
+                }
+                for (int ch = 0; ch < c; ch++)
+                {
+                    var plane = os.Slice((i * c + ch) * s, s);
+                    TensorPrimitives.MultiplyAdd(plane, _sd[ch], ys.Slice((i * c + ch) * s, s), plane);
+                    TensorPrimitives.Add(plane, _mu[ch], plane);
+                }
             }
             return output;
         }
+        // y' = s·y + μ with s ~ U(1, b) and μ ~ U(−a, a) per value.
         var scale = Tensor.Ensure(ref _scale, y.Shape).Span;
-        for (int j = 0; j < ys.Length; j++)
-        {
-            scale[j] = (float)(1 + (B - 1) * Rng.NextDouble());
-            os[j] = (float)(scale[j] * ys[j] + A * (2 * Rng.NextDouble() - 1));
-        }
+        NoiseFill.Uniform(Rng, scale);
+        TensorPrimitives.Multiply(scale, (float)(B - 1), scale);
+        TensorPrimitives.Add(scale, 1f, scale);
+        NoiseFill.Uniform(Rng, os);
+        TensorPrimitives.Multiply(os, (float)(2 * A), os);
+        TensorPrimitives.Subtract(os, (float)A, os);
+        TensorPrimitives.MultiplyAdd(scale, ys, os, os);
         return output;
     }
 
@@ -79,8 +104,7 @@ public sealed class StepNoise : Module
         var scaled = Tensor.Ensure(ref _scale, dy.Shape);
         var s = scaled.Span;
         var g = dy.Span;
-        for (int j = 0; j < s.Length; j++)
-            s[j] *= g[j]; // the scales are not needed after this step
+        TensorPrimitives.Multiply(s, g, s); // the scales are not needed after this step
         return scaled;
     }
 

@@ -105,7 +105,7 @@ public static class Checkpoint
         {
             if (!tensors.TryGetValue(key, out var t))
                 throw new NormLabFormatException($"{path}: missing '{key}' of shape {like.ShapeString}.");
-            if (t.DType != "F32" || !t.Shape.Select(d => (int)d).SequenceEqual(like.Shape.ToArray()))
+            if (t.DType != "F32" || !t.Shape.SequenceEqual(like.Shape.ToArray().Select(d => (long)d)))
                 throw new NormLabFormatException($"{path}: '{key}' is {t.DType} [{string.Join(", ", t.Shape)}], the model expects F32 {like.ShapeString}.");
             used.Add(key);
             return t.ToTensor();
