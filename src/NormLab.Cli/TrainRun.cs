@@ -37,9 +37,9 @@ internal static class TrainRun
     public static TrainResult Run(TrainOptions o, Action<string> log, Action<TrainProgress>? progress = null, CancellationToken interrupt = default)
     {
         Threading.Team.SetSize(o.Threads);
-        OutputFolder.EnsureWritable(o.Out);   // before the data are read: a read-only folder costs nothing
+        var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);   // first: data that are rejected leave no run folder
+        OutputFolder.EnsureWritable(o.Out);
         TrainCheckpoint.DeleteStaleTemporaries(o.Out);
-        var (train, test) = Datasets.Load(o.DataFolder, o.Spec.Binarize);
         string metrics = Path.Combine(o.Out, TrainCheckpoint.MetricsName);
         var rng = new Rng(o.Seed);
         var model = o.Spec.Build(rng);
