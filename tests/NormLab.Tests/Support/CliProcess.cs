@@ -11,10 +11,15 @@ public sealed class CliProcess : IDisposable
 
     private CliProcess(Process process) => _process = process;
 
-    /// <summary>Starts <c>dotnet NormLab.Cli.dll ARGS</c> from the test's output folder, standard output and error captured.</summary>
+    /// <summary>Starts <c>dotnet NormLab.Cli.dll ARGS</c> from the test's output folder with the dotnet host that runs the
+    /// tests, standard output and error captured.</summary>
     public static CliProcess Start(params string[] args)
     {
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        string host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } fromEnv && File.Exists(fromEnv)
+            ? fromEnv
+            : System.IO.Path.GetFullPath(System.IO.Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..",
+                OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet"));
+        var info = new ProcessStartInfo(host)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
