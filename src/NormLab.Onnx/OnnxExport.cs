@@ -39,21 +39,7 @@ public static class OnnxExport
         string? folder = Path.GetDirectoryName(full);
         if (folder is not null && !Directory.Exists(folder))
             throw new IOException($"cannot write the ONNX model to '{path}': the folder '{folder}' does not exist.");
-        string temp = full + ".tmp-" + Environment.ProcessId;
-        try
-        {
-            using (var fs = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                fs.Write(bytes);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-                File.Delete(temp);
-        }
+        AtomicFile.Write(full, stream => stream.Write(bytes));
     }
 
     /// <summary>The ONNX model as a protobuf message (serialize it with <c>ToByteArray()</c>).</summary>

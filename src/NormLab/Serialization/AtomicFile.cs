@@ -28,7 +28,7 @@ public static partial class AtomicFile
         {
             TryDelete(temp);
             if (e is IOException or UnauthorizedAccessException)
-                throw new IOException($"cannot write {path}: {e.Message}; the previous file, if any, is unchanged", e);
+                throw new IOException($"cannot write {path}: {e.Message.Replace(temp, path).TrimEnd('.')}; the previous file, if any, is unchanged", e);
             throw;
         }
         SyncFolder(Path.GetDirectoryName(Path.GetFullPath(path))!);
