@@ -21,7 +21,7 @@ internal struct LaneRng
         {
             ulong seed = rng.NextUInt64();
             for (int word = 0; word < 4; word++)
-                s[word * 4 + lane] = SplitMix(ref seed);
+                s[word * 4 + lane] = Rng.SplitMix(ref seed);
         }
         S0 = Vector256.Create<ulong>(s[0..]);
         S1 = Vector256.Create<ulong>(s[4..]);
@@ -44,13 +44,5 @@ internal struct LaneRng
         s2 ^= t;
         s3 = (s3 << 45) | (s3 >> 19);
         return ((result.AsUInt32() >> 9) | Vector256.Create(0x3F800000u)).AsSingle();
-    }
-
-    private static ulong SplitMix(ref ulong x)
-    {
-        ulong z = x += 0x9E3779B97F4A7C15;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
-        return z ^ (z >> 31);
     }
 }

@@ -104,7 +104,8 @@ public sealed class Rng
         _hasSpare = state[5] != 0;
     }
 
-    private static ulong SplitMix(ref ulong x)
+    /// <summary>SplitMix64: expands one seed word into well-mixed state words (also seeds <see cref="Kernels.LaneRng"/>).</summary>
+    internal static ulong SplitMix(ref ulong x)
     {
         ulong z = x += 0x9E3779B97F4A7C15;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
