@@ -1,5 +1,6 @@
 using NormLab.Cli;
 using NormLab.Distributed;
+using NormLab.Models;
 using NormLab.Tests.Support;
 using Xunit.Abstractions;
 
@@ -115,6 +116,31 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
         var expected = Model(whole);
         foreach (var (name, values) in Model(split))
             Assert.True(values.AsSpan().SequenceEqual(expected[name]), $"{name} differs between the whole and the resumed run");
+    }
+
+    [Fact]
+    public void AStepOfShardingScalingAndTheFusedAllReduceAllocatesNothing()
+    {
+        InProcessGroup.Run(2, comm =>
+        {
+            var model = SyncBatchNorm.ConvertSyncBatchNorm(Zoo.Mlp(6, [8], 3, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(1)), comm);
+            var parallel = new DataParallel(model, comm);
+            var loss = new SoftmaxCrossEntropy();
+            var x = new Tensor(7, 6);
+            Init.Normal(x, new Rng(2), 1.0);
+            int[] labels = [0, 1, 2, 0, 1, 2, 0];
+            var (start, count) = parallel.Shard(7);
+            var shard = x.Slice(start, count);
+            long bytes = Allocations.Steady(() =>
+            {
+                float l = loss.Forward(model.Forward(shard), labels.AsSpan(start, count));
+                DataParallel.ScaleLossGradient(loss.Backward(), count, 7);
+                model.Backward(loss.Backward());
+                parallel.AllReduceGradients(l * count / 7, 0, false);
+            });
+            Assert.Equal(0, bytes);
+            Assert.Equal(8, parallel.Reductions);
+        });
     }
 
     [Theory]
