@@ -95,9 +95,9 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
         // --threads 2: the ranks call the one thread team at once; a call that finds it busy runs on its own thread,
         // which gives the same bits by the team's determinism rule.
         string[] dirs = [TempDir(), TempDir(), TempDir()];
-        Ok(Train("sync", 60, dirs[0], "--distributed", "threads", "--world-size", "2"));
-        Ok(Train("sync", 60, dirs[1], "--distributed", "threads", "--world-size", "2"));
-        Ok(Train("sync", 60, dirs[2], "--distributed", "threads", "--world-size", "2", "--threads", "2"));
+        Ok(Train("sync", 30, dirs[0], "--distributed", "threads", "--world-size", "2"));
+        Ok(Train("sync", 30, dirs[1], "--distributed", "threads", "--world-size", "2"));
+        Ok(Train("sync", 30, dirs[2], "--distributed", "threads", "--world-size", "2", "--threads", "2"));
         var first = Model(dirs[0]);
         foreach (var dir in dirs.Skip(1))
             foreach (var (name, values) in Model(dir))
@@ -109,9 +109,9 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
     {
         string whole = TempDir(), split = TempDir();
         string[] ranks = ["--distributed", "threads", "--world-size", "3"];
-        Ok(Train("sync", 60, whole, ranks));
-        Ok(Train("sync", 25, split, ranks));
-        var resumed = Ok(Train("sync", 60, split, [.. ranks, "--resume"]));
+        Ok(Train("sync", 30, whole, ranks));
+        Ok(Train("sync", 12, split, ranks));
+        var resumed = Ok(Train("sync", 30, split, [.. ranks, "--resume"]));
         Assert.Contains("resumed", resumed.Out);
         var expected = Model(whole);
         foreach (var (name, values) in Model(split))

@@ -15,7 +15,7 @@ public class DataParallelArmTests
         var test = ImageDataset.LoadIdx(TinyMnist.Path, "t10k");
         TrainSetup Setup(int ranks) => new()
         {
-            Build = rng => NarrowCnn.Build(c => new BatchNorm2d(c), rng, 4, 8), Train = train, Test = test, Batch = 16, Steps = 40, EvalEvery = 20,
+            Build = rng => NarrowCnn.Build(c => new BatchNorm2d(c), rng, 4, 8), Train = train, Test = test, Batch = 16, Steps = 20, EvalEvery = 10,
             Lr = 0.05, Momentum = 0.9, Ranks = ranks,
         };
         var (one, eight) = (new ArmResult(), new ArmResult());
