@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Spectre.Console;
+using NormLab.Distributed;
 using NormLab.Models;
 
 namespace NormLab.Cli;
@@ -58,11 +59,13 @@ internal static class Commands
         var noiseB = Opt("--noise-b", "--norm noisy: noise scales from U(1, b)", 2.0);
         var noise = Opt("--noise", "--norm noisy: additive or multiplicative", "additive");
         var threads = Opt("--threads", "worker threads (results are the same for any number)", Environment.ProcessorCount);
+        var distributed = Opt("--distributed", "data-parallel training: none, mpi (one rank per process, under mpirun) or threads (--world-size ranks in this process); use --norm sync for batch statistics over all ranks", "none");
+        var worldSize = Opt("--world-size", "--distributed threads: the number of ranks", 2);
         var json = Opt("--json", "end standard output with one JSON object of the results", false);
         var cmd = new Command("train", "Train a network and write metrics and a checkpoint.")
         {
             model, norm, position, dataset, data, optimizer, lr, momentum, weightDecay, batch, steps, epochs, evalEvery, checkpointEvery, onNan, seed, initStd,
-            binarize, outDir, resume, groups, virtualBatch, whitenGroup, noiseA, noiseB, noise, threads, json,
+            binarize, outDir, resume, groups, virtualBatch, whitenGroup, noiseA, noiseB, noise, threads, distributed, worldSize, json,
         };
         cmd.SetAction(p => Guard(err, () =>
         {
@@ -94,10 +97,17 @@ internal static class Commands
             var spec = new ModelSpec(p.GetValue(model)!, normSpec, ModelSpec.ParsePosition(p.GetValue(position)!),
                 p.GetValue(initStd), p.GetValue(binarize));
             spec.Build(new Rng(0));   // validates the model name before any data is read
+            string mode = p.GetValue(distributed)!;
+            if (mode is not ("none" or "mpi" or "threads"))
+                throw new ArgumentException($"unknown --distributed '{mode}' (known: none, mpi, threads)");
+            if (p.GetValue(worldSize) is < 1 or > 1024)
+                throw new ArgumentException($"--world-size must be between 1 and 1024, got {p.GetValue(worldSize)}");
+            if (mode != "threads" && p.GetResult(worldSize) is { Implicit: false })
+                throw new ArgumentException("--world-size goes with --distributed threads (under mpirun, -np sets the number of ranks)");
             string folder = p.GetValue(data) ?? Datasets.Locate(p.GetValue(dataset)!);
             var options = new TrainOptions(spec, folder, p.GetValue(optimizer)!, p.GetValue(lr), p.GetValue(momentum), p.GetValue(weightDecay),
                 p.GetValue(batch), st, ep, p.GetValue(evalEvery), p.GetValue(seed), p.GetValue(outDir)!, p.GetValue(resume),
-                p.GetValue(threads), p.GetValue(checkpointEvery) ?? 0, nanPolicy);
+                p.GetValue(threads), p.GetValue(checkpointEvery) ?? 0, nanPolicy, mode, mode == "threads" ? p.GetValue(worldSize) : 1);
             bool asJson = p.GetValue(json);
             // Ctrl+C: the run finishes its step, saves and returns; a second Ctrl+C ends the process at once (the
             // checkpoint on disk is whole either way).
@@ -110,8 +120,20 @@ internal static class Commands
                 interrupt.Cancel();
             });
             TrainResult result;
-            if (!interactive || asJson)
-                result = TrainRun.Run(options, log.WriteLine, interrupt: interrupt.Token);
+            MpiCommunicator? world = mode == "mpi" ? MpiCommunicator.World() : null;
+            if (world is not null)
+                options = options with { WorldSize = world.Size };
+            if (world is not null && world.Rank != 0)
+            {
+                // Only rank 0 reports; the others train and exit with its code.
+                TrainRun.Run(options, _ => { }, interrupt: interrupt.Token, comm: world);
+                world.Dispose();
+                return 0;
+            }
+            if (mode == "threads")
+                result = InProcessGroup.Run(options.WorldSize, comm => TrainRun.Run(options, log.WriteLine, interrupt: interrupt.Token, comm: comm))[0];
+            else if (!interactive || asJson)
+                result = TrainRun.Run(options, log.WriteLine, interrupt: interrupt.Token, comm: world);
             else
             {
                 result = AnsiConsole.Progress()
@@ -131,13 +153,15 @@ internal static class Commands
                             shown = now;
                             task.Description = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                                 $"step {s.Step}/{s.Total}  loss {s.Loss:F4}  acc {s.Accuracy:P1}  {s.StepsPerSecond:F0} steps/s");
-                        }, interrupt.Token);
+                        }, interrupt.Token, world);
                     });
                 var table = new Table().RoundedBorder().AddColumns("steps", "train loss", "train acc", "test loss", "test acc", "seconds");
                 table.AddRow($"{result.Steps}", $"{result.TrainLoss:F4}", $"{result.TrainAccuracy:P2}", $"{result.TestLoss:F4}", $"{result.TestAccuracy:P2}", $"{result.Seconds:F1}");
                 if (!result.Interrupted)
                     AnsiConsole.Write(table);
             }
+            // Finalizing synchronizes the ranks: only when every rank got here (a rank that threw leaves without it, and mpirun ends the job).
+            world?.Dispose();
             if (result.Interrupted)
             {
                 var again = p.Tokens.Select(t => t.Value.Any(char.IsWhiteSpace) ? $"'{t.Value}'" : t.Value).ToList();

@@ -8,7 +8,8 @@ namespace NormLab.Cli;
 /// collectives' results, and that SyncBatchNorm on each rank's part of a batch gives what BatchNorm gives on the whole
 /// batch — outputs, input gradients, parameter gradients summed over the ranks, running statistics (the same bits on
 /// every rank) and eval outputs — for parts of unequal size, a part of one sample, an empty part and data offset by
-/// 1e4; BatchNorm's error for a batch of one value per channel; and a converted network's logits and gradients.
+/// 1e4; BatchNorm's error for a batch of one value per channel; a converted network's logits and gradients; and
+/// data-parallel training (<see cref="DataParallel"/>) on unequal shards against training on the whole batch.
 /// Every rank builds the whole batch from the same seeds and computes the single-process reference itself.
 /// </summary>
 internal static class DistributedChecks
@@ -37,6 +38,7 @@ internal static class DistributedChecks
         CheckTooFewValues(comm, results);
         CheckModel(comm, results, "mlp", rng => Zoo.Mlp(12, [16, 16], 5, ActivationKind.ReLU, NormKind.Batch, rng: rng), [12]);
         CheckModel(comm, results, "cnn", rng => Zoo.Cnn(NormKind.Batch, rng: rng), [1, 28, 28]);
+        CheckDataParallel(comm, results);
         return results;
     }
 
@@ -184,6 +186,60 @@ internal static class DistributedChecks
         results.Add(gradients.Result($"converted {label}, parts [{string.Join(", ", counts)}]: parameter gradients summed over ranks"));
     }
 
+    /// <summary>Steps of the data-parallel check, and its tolerance: float sums in another order drift apart over training.</summary>
+    public const int TrainingSteps = 30;
+
+    /// <inheritdoc cref="TrainingSteps"/>
+    public const double TrainingRtol = 1e-4;
+
+    // SGD with momentum on an MLP with SyncBatchNorm: each rank starts from other weights (the broadcast must fix that),
+    // takes its unequal shard of a batch of 3K + 1, and every step's loss and the final weights and running statistics
+    // must be those of one process training on the whole batch, the weights bit-identical on every rank.
+    private static void CheckDataParallel(ICommunicator comm, List<Result> results)
+    {
+        static Sequential Build(ulong seed) => Zoo.Mlp(12, [16, 16], 5, ActivationKind.ReLU, NormKind.Batch, rng: new Rng(seed));
+        var reference = Build(7);
+        var model = SyncBatchNorm.ConvertSyncBatchNorm(Build(7 + (ulong)comm.Rank), comm);
+        var parallel = new DataParallel(model, comm);
+        parallel.BroadcastState();
+        var referenceSgd = new Sgd(reference.Parameters(), 0.1, 0.9);
+        var sgd = new Sgd(model.Parameters(), 0.1, 0.9);
+        int batch = 3 * comm.Size + 1;
+        var (start, count) = parallel.Shard(batch);
+        var (referenceLoss, loss) = (new SoftmaxCrossEntropy(), new SoftmaxCrossEntropy());
+        var losses = new Worst(TrainingRtol);
+        for (int step = 0; step < TrainingSteps; step++)
+        {
+            var x = Batch(600 + step, [batch, 12], 0);
+            var labels = Enumerable.Range(0, batch).Select(i => (i * 7 + step) % 5).ToArray();
+            referenceSgd.ZeroGrad();
+            float expected = referenceLoss.Forward(reference.Forward(x), labels);
+            reference.Backward(referenceLoss.Backward());
+            referenceSgd.Step();
+
+            sgd.ZeroGrad();
+            float mine = loss.Forward(model.Forward(x.Slice(start, count)), labels.AsSpan(start, count));
+            var gradient = loss.Backward();
+            DataParallel.ScaleLossGradient(gradient, count, batch);
+            model.Backward(gradient);
+            var (global, _, _) = parallel.AllReduceGradients(mine * count / batch, 0, false);
+            sgd.Step();
+            losses.Add(expected, global);
+        }
+        var state = new Worst(TrainingRtol);
+        bool sameBits = true;
+        foreach (var (expected, actual) in reference.NamedParameters().Select(p => p.Parameter.Value).Concat(reference.NamedBuffers().Select(b => b.Value))
+                     .Zip(model.NamedParameters().Select(p => p.Parameter.Value).Concat(model.NamedBuffers().Select(b => b.Value))))
+        {
+            state.Add(expected.Span, actual.Span);
+            sameBits &= SameOnEveryRank(comm, actual.Span);
+        }
+        string name = $"data-parallel SGD, {TrainingSteps} steps, batch {batch} in shards of {count} (rank {comm.Rank})";
+        results.Add(losses.Result($"{name}: global loss of every step"));
+        results.Add(state.Result($"{name}: weights and running statistics"));
+        results.Add(new Result($"{name}: weights identical on every rank", 0, sameBits));
+    }
+
     private static Tensor Batch(int seed, int[] shape, float offset)
     {
         var t = new Tensor(shape);
@@ -219,7 +275,7 @@ internal static class DistributedChecks
     }
 
     /// <summary>The worst of several comparisons of tensors, each by its largest difference relative to its largest value.</summary>
-    private sealed class Worst
+    private sealed class Worst(double rtol = Rtol)
     {
         private double _used;
         private string _failure = "";
@@ -250,7 +306,7 @@ internal static class DistributedChecks
         // ‖a − e‖∞ ≤ Rtol·‖e‖∞ (plus a floor for all-zero tensors).
         private void Judge(double diff, double scale, double e, double a)
         {
-            double used = diff / (Rtol * scale + Floor);
+            double used = diff / (rtol * scale + Floor);
             _used = Math.Max(_used, double.IsNaN(used) ? double.PositiveInfinity : used);
             if (!(used <= 1) && _failure.Length == 0)
                 _failure = $"{a:R}, expected {e:R} (largest difference {diff:E2}, largest expected value {scale:E2})";

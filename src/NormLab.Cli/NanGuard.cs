@@ -78,13 +78,19 @@ internal sealed class NanGuard
     /// running statistics back as they were before the batch and counts the skip.
     /// </summary>
     /// <returns>The place, e.g. "the output of 2 (Sigmoid)".</returns>
-    public string Fail(Tensor input, int[] labels, SoftmaxCrossEntropy loss)
+    /// <param name="input">The batch.</param>
+    /// <param name="labels">Its labels.</param>
+    /// <param name="loss">The loss to replay with.</param>
+    /// <param name="locate">False under data-parallel training: the replay stops at the first non-finite value, which ranks
+    /// reach at different layers, so their SyncBatchNorm collectives would no longer match.</param>
+    public string Fail(Tensor input, int[] labels, SoftmaxCrossEntropy loss, bool locate = true)
     {
         // The replay starts from the state the failed forward started from (in stop mode nothing was saved: the run ends,
         // and only a layer that reads its running statistics in training, batch renormalization, could see them differ).
         Restore();
-        string where = NonFinite.Locate(_model, input, y => (loss.Forward(y, labels), loss.Backward()))
-            ?? "not reproduced when the step was replayed";
+        string where = !locate
+            ? "on some rank (not located under --distributed: rerun in one process with the same seed to locate it)"
+            : NonFinite.Locate(_model, input, y => (loss.Forward(y, labels), loss.Backward())) ?? "not reproduced when the step was replayed";
         Restore();
         foreach (var p in _parameters)
             p.Grad.Zero();

@@ -1,4 +1,5 @@
 using NormLab.Data;
+using NormLab.Distributed;
 
 namespace NormLab.Lab;
 
@@ -52,6 +53,12 @@ public sealed record TrainSetup
 
     /// <summary>Standardize inputs with the training set's pixel mean and std.</summary>
     public bool Standardize { get; init; }
+
+    /// <summary>
+    /// Data-parallel ranks (threads of this process) that share each batch of <see cref="Batch"/> images, with every
+    /// BatchNorm converted to <see cref="SyncBatchNorm"/>: K ranks × B/K images equal one process at batch B. 1: no ranks.
+    /// </summary>
+    public int Ranks { get; init; } = 1;
 }
 
 /// <summary>The state of a step, handed to probes before the update: the model in training mode and this step's batch.</summary>
@@ -79,11 +86,29 @@ public static class Training
     /// <param name="progress">Receives the fraction done.</param>
     /// <param name="beforeStep">A probe called before each update (measurements that need the weights and batch of the step).</param>
     /// <param name="afterEval">Called after each evaluation with the step and the model (in training mode).</param>
-    /// <returns>The trained network.</returns>
+    /// <returns>The trained network (rank 0's with <see cref="TrainSetup.Ranks"/> &gt; 1; the probes see rank 0's shard).</returns>
     public static Sequential Run(TrainSetup s, ulong seed, ArmResult log, Action<double>? progress = null,
         Action<StepContext>? beforeStep = null, Action<long, Sequential>? afterEval = null)
     {
+        if (s.Ranks == 1)
+            return Run(s, seed, log, progress, beforeStep, afterEval, SingleProcess.Instance);
+        // Every rank evaluates (eval mode needs no communication, and all hold the same weights), so that a divergence
+        // found at an evaluation stops every rank at the same step; only rank 0 logs and calls back.
+        return InProcessGroup.Run(s.Ranks, comm => comm.Rank == 0
+            ? Run(s, seed, log, progress, beforeStep, afterEval, comm)
+            : Run(s, seed, new ArmResult(), null, null, null, comm))[0];
+    }
+
+    private static Sequential Run(TrainSetup s, ulong seed, ArmResult log, Action<double>? progress,
+        Action<StepContext>? beforeStep, Action<long, Sequential>? afterEval, ICommunicator comm)
+    {
         var model = s.Build(new Rng(seed));
+        if (comm.Size > 1)
+            model = (Sequential)SyncBatchNorm.ConvertSyncBatchNorm(model, comm);
+        var parallel = comm.Size > 1 ? new DataParallel(model, comm) : null;
+        parallel?.BroadcastState();
+        var (start, count) = parallel?.Shard(s.Batch) ?? (0, s.Batch);
+        Tensor? batchTensor = null, shard = null;   // this rank's rows of the loader's batch, made again only when its buffer changes
         model.Train();
         Optimizer optimizer = s.Adam
             ? new Adam(model.Parameters(), s.Lr, weightDecay: s.WeightDecay)
@@ -107,12 +132,27 @@ public static class Training
                 while (!loader.TryNext(out images, out flat, out span)) { }
                 span.CopyTo(labels);
                 var x = s.Flat ? flat : images;
+                if (parallel is not null)
+                {
+                    if (!ReferenceEquals(x, batchTensor))
+                        (batchTensor, shard) = (x, x.Slice(start, count));
+                    x = shard!;
+                }
                 optimizer.LearningRate = s.Lr * (s.Schedule?.Invoke(step) ?? 1.0);
                 beforeStep?.Invoke(new StepContext(step, model, x, labels, optimizer));
                 stepClock.Start();
                 optimizer.ZeroGrad();
                 var logits = model.Forward(x);
-                float l = loss.Forward(logits, labels);
+                float l = loss.Forward(logits, labels.AsSpan(start, count));
+                int right = SoftmaxCrossEntropy.CountCorrect(logits, labels.AsSpan(start, count));
+                if (parallel is not null)
+                {
+                    // The global batch's loss and gradients on every rank (DataParallel: scaled before the backward pass).
+                    var gradient = loss.Backward();
+                    DataParallel.ScaleLossGradient(gradient, count, s.Batch);
+                    model.Backward(gradient);
+                    (l, right, _) = parallel.AllReduceGradients(l * count / s.Batch, right, false);
+                }
                 if (!float.IsFinite(l))
                 {
                     divergedAt = step;
@@ -120,11 +160,12 @@ public static class Training
                 }
                 else
                 {
-                    correct += SoftmaxCrossEntropy.CountCorrect(logits, labels);
+                    correct += right;
                     seen += labels.Length;
                     lossSum += l;
                     lossCount++;
-                    model.Backward(loss.Backward());
+                    if (parallel is null)
+                        model.Backward(loss.Backward());
                     if (s.ClipNorm is double clip)
                         ClipGradNorm(parameters, clip);
                     optimizer.Step();
