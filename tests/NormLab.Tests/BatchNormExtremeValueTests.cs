@@ -9,8 +9,10 @@ namespace NormLab.Tests;
 /// </summary>
 public class BatchNormExtremeValueTests
 {
-    /// <summary>The data sets; <see cref="Data.SquaresOverflow"/> (1e19, beyond the 1e18) has single squares above float's range.</summary>
-    public enum Data { Constant, Offset, Huge, SquaresOverflow }
+    /// <summary>The data sets; <see cref="Data.SquaresOverflow"/> (1e19, beyond the 1e18) has single squares above float's range;
+    /// <see cref="Data.FarFirstValue"/> (1e4 ± 1e-2, but each plane's first value 1e4 + 10) defeats statistics summed around the
+    /// first value in one pass (Σd² − (Σd)²/m cancels), which the kernels must notice and sum again around the mean.</summary>
+    public enum Data { Constant, Offset, Huge, SquaresOverflow, FarFirstValue }
 
     public static TheoryData<Data, int, int, int> Cases()
     {
@@ -21,11 +23,13 @@ public class BatchNormExtremeValueTests
             {
                 cases.Add(data, 40, 11, 1);
                 cases.Add(data, 6, 3, 49);
+                cases.Add(data, 37, 3, 30 * 30);
                 continue;
             }
             cases.Add(data, 40, 11, 1);      // [N, C]: vector blocks of channels and a leftover channel
             cases.Add(data, 6, 3, 49);       // 7×7 planes
             cases.Add(data, 4, 2, 56 * 56);  // large planes: many values per lane accumulator
+            cases.Add(data, 37, 3, 30 * 30); // planes under a page: the in-order walk, blocks of 3 samples and one of 1
         }
         return cases;
     }
@@ -100,6 +104,7 @@ public class BatchNormExtremeValueTests
                         Data.Constant => ch % 4 switch { 0 => 0.0, 1 => -7.25, 2 => 1e6, _ => 1e18 },
                         Data.Offset => 1e6 + 1e-3 * rng.NextGaussian(),
                         Data.Huge => 1e18 * (1 + rng.NextGaussian()),
+                        Data.FarFirstValue => j == 0 && (i == 0 || s > 1) ? 1e4 + 10 : 1e4 + 1e-2 * rng.NextGaussian(),
                         _ => 1e19 * rng.NextGaussian(),
                     };
         return values;

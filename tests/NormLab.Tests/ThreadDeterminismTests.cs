@@ -121,6 +121,8 @@ public class ThreadDeterminismTests
         { "1d", [64, 37, 9] },      // [N, C, L] with planes shorter than a vector
         { "2d", [8, 13, 15, 15] },  // planes with a tail
         { "2d", [16, 64, 8, 8] },
+        { "2d", [37, 6, 14, 14] },  // planes under a page: the in-order walk over 13 blocks of samples
+        { "2d", [3, 5, 20, 20] },   // three blocks of one sample
     };
 
     [Theory]

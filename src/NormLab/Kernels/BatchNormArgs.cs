@@ -16,8 +16,12 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     public double* SumDy, SumDyXc;
     /// <summary>The values per channel the statistics are over, when it is not n·s (a batch split across processes).</summary>
     public double Count;
+    /// <summary>Per-(block, channel) partial sums of the in-order walk (<see cref="BatchNormBlocks"/>), [blocks, c] each.</summary>
+    public double* PartialA, PartialB;
     /// <summary>Per-channel constants of <see cref="Normalized{T}"/> when they are computed once per call (eval).</summary>
     public T* Hi, Alpha, Shift;
+    /// <summary>Per-channel constants of <see cref="InputGradient{T}"/> (with <see cref="Hi"/>) for the in-order backward.</summary>
+    public T* Lo, Scale, MeanDy, K;
     public int N, C, S;
     public double Eps;
 

@@ -38,12 +38,33 @@ public static unsafe class BatchNormKernels
         m2.Slice(0, c).Clear();
         if ((long)n * s == 0)
             return;
+        if (s > 1 && BatchNormBlocks.Applies<T>(n, s))
+        {
+            BlockMoments(x, n, c, s, mean, m2);
+            return;
+        }
         fixed (T* px = x)
         fixed (double* pMean = mean, pM2 = m2)
         {
             var args = new BatchNormArgs<T> { X = px, Mean = pMean, M2 = pM2, N = n, C = c, S = s };
             ByChannel(ref args, &BatchNormPlanes.MomentsRange<T>, &BatchNormRows.MomentsRange<T>);
         }
+    }
+
+    // Moments walking memory in order (BatchNormBlocks): partials per block over the team, merged here in block order.
+    private static void BlockMoments<T>(ReadOnlySpan<T> x, int n, int c, int s, Span<double> mean, Span<double> m2)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int blocks = BatchNormBlocks.Blocks(n);
+        double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c);
+        fixed (T* px = x)
+        fixed (double* pMean = mean, pM2 = m2, pPartials = partials)
+        {
+            var args = new BatchNormArgs<T> { X = px, PartialA = pPartials, PartialB = pPartials + blocks * c, N = n, C = c, S = s };
+            Run(ref args, blocks, &BatchNormBlocks.MomentsRange<T>);
+            BatchNormBlocks.MergeMoments(pMean, pM2, args.PartialA, args.PartialB, n, c, s);
+        }
+        ArrayPool<double>.Shared.Return(partials);
     }
 
     /// <summary>
@@ -60,6 +81,14 @@ public static unsafe class BatchNormKernels
         CheckOutput(y, x);
         if ((long)n * s == 0)
             throw new ArgumentException("BatchNorm kernel: training statistics need at least one value per channel.");
+        if (s > 1 && BatchNormBlocks.Applies<T>(n, s))
+        {
+            // Statistics in one in-order pass, then the normalize pass, also in order.
+            BlockMoments<T>(x, n, c, s, mean, m2);
+            InvStd(invStd.Slice(0, c), m2, (double)n * s, eps);
+            Normalize(y, x, mean, invStd, gamma, beta, n, c, s);
+            return;
+        }
         fixed (T* py = y, px = x, pGamma = gamma, pBeta = beta)
         fixed (double* pMean = mean, pM2 = m2, pInvStd = invStd)
         {
@@ -135,9 +164,54 @@ public static unsafe class BatchNormKernels
     /// </summary>
     public static void BackwardBatchStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
-        where T : unmanaged, IFloatingPointIeee754<T> =>
-        Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
-            &BatchNormPlanes.BackwardBatchStatsRange<T>, &BatchNormRows.BackwardBatchStatsRange<T>);
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (s > 1 && BatchNormBlocks.Applies<T>(n, s))
+            BlockBackward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s);
+        else
+            Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
+                &BatchNormPlanes.BackwardBatchStatsRange<T>, &BatchNormRows.BackwardBatchStatsRange<T>);
+    }
+
+    // BackwardBatchStats walking memory in order (BatchNormBlocks): the sums per block over the team, added here in block
+    // order, then dx plane by plane.
+    private static void BlockBackward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
+        CheckSizes(dy.Length, n, c, s, c, c);
+        CheckSizes(dx.Length, n, c, s, c, c);
+        CheckOutput(dx, x);
+        CheckOutput(dx, dy);
+        int blocks = BatchNormBlocks.Blocks(n);
+        double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c + 2 * c);
+        T[] constants = ArrayPool<T>.Shared.Rent(5 * c);
+        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pdGamma = dGamma, pdBeta = dBeta, pk = constants)
+        fixed (double* pMean = mean, pInvStd = invStd, pPartials = partials)
+        {
+            var args = new BatchNormArgs<T>
+            {
+                Y = pdx, DY = pdy, X = px, Gamma = pGamma, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
+                PartialA = pPartials, PartialB = pPartials + blocks * c, SumDy = pPartials + 2 * blocks * c, SumDyXc = pPartials + 2 * blocks * c + c,
+                Hi = pk, Lo = pk + c, Scale = pk + 2 * c, MeanDy = pk + 3 * c, K = pk + 4 * c,
+                N = n, C = c, S = s,
+            };
+            for (int ch = 0; ch < c; ch++)
+                (args.Hi[ch], args.Lo[ch]) = Centered.Split<T>(mean[ch]);
+            Run(ref args, blocks, &BatchNormBlocks.GradientSumsRange<T>);
+            BatchNormBlocks.MergeSums(args.SumDy, args.SumDyXc, args.PartialA, args.PartialB, n, c);
+            double m = (double)n * s;
+            for (int ch = 0; ch < c; ch++)
+            {
+                args.AccumulateParameterGradients(ch, args.SumDy[ch], args.SumDyXc[ch]);
+                (args.Scale[ch], args.MeanDy[ch], args.K[ch]) = BatchNormFormulas.Gradient<T>(invStd[ch], args.GammaOf(ch), args.SumDy[ch], args.SumDyXc[ch], m);
+            }
+            Run(ref args, n * c, &BatchNormBlocks.InputGradientRange<T>);
+        }
+        ArrayPool<T>.Shared.Return(constants);
+        ArrayPool<double>.Shared.Return(partials);
+    }
 
     /// <summary>
     /// Backward of <see cref="Normalize{T}"/> when the statistics are constants (eval mode, frozen statistics): the layer is

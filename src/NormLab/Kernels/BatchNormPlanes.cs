@@ -14,25 +14,37 @@ namespace NormLab.Kernels;
 /// </remarks>
 internal static unsafe class BatchNormPlanes
 {
-    /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in two passes: the first around the channel's
-    /// first value, the second around the mean of the first (no E[x²] − E[x]² cancellation). A channel whose per-lane sums
-    /// overflow T (squares of values near 1e18 over a large plane) is summed again in double (<see cref="WideMoments"/>).</summary>
+    /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in one pass around the channel's first value:
+    /// M2 = Σd² − (Σd)²/m. The difference magnifies the rounding of Σd² by 1 + (mean − first)²/variance, so a channel whose
+    /// first value lies more than about 2.6σ from its mean is summed again around its mean (no E[x²] − E[x]² cancellation
+    /// either way). A channel whose per-lane sums overflow T (squares of values near 1e18 over a large plane) is summed
+    /// again in double (<see cref="WideMoments"/>).</summary>
     public static (double Mean, double M2) Moments<T>(T* x, int n, int c, int s, int ch) where T : unmanaged, IFloatingPointIeee754<T>
     {
         long stride = (long)c * s;
         T* first = x + (long)ch * s;
         T shift = *first;
-        var deviation = new Deviation<T>(Vector256.Create(shift));
+        var shiftLanes = Vector256.Create(shift);
         var sum = new DoubleLanes();
+        var squares = new DoubleLanes();
         for (int i = 0; i < n; i++)
-            sum.Add(Centered.Sum(first + i * stride, s, deviation));
-        double mean = Lanes.ToDouble(shift) + sum.Total / ((double)n * s);
-        var (hi, lo) = Centered.Split<T>(mean);
-        var squared = new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo));
-        var m2 = new DoubleLanes();
-        for (int i = 0; i < n; i++)
-            m2.Add(Centered.Sum(first + i * stride, s, squared));
-        return WideMoments.Needed(mean, m2.Total) ? WideMoments.Of(first, n, s, stride) : (mean, m2.Total);
+        {
+            var (planeSum, planeSquares) = Centered.Deviations(first + i * stride, s, shiftLanes);
+            sum.Add(planeSum);
+            squares.Add(planeSquares);
+        }
+        double count = (double)n * s, total = sum.Total, totalSquares = squares.Total;
+        double mean = Lanes.ToDouble(shift) + total / count, m2 = totalSquares - total * (total / count);
+        if (!(m2 >= totalSquares / 8))
+        {
+            var (hi, lo) = Centered.Split<T>(mean);
+            var squared = new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo));
+            var centered = new DoubleLanes();
+            for (int i = 0; i < n; i++)
+                centered.Add(Centered.Sum(first + i * stride, s, squared));
+            m2 = centered.Total;
+        }
+        return WideMoments.Needed(mean, m2) ? WideMoments.Of(first, n, s, stride) : (mean, m2);
     }
 
     public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>

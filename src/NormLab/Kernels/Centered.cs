@@ -47,6 +47,42 @@ internal static unsafe class Centered
         return (a0 + a1) + (a2 + a3);
     }
 
+    /// <summary>Σ (x − shift) and Σ (x − shift)² over <paramref name="s"/> values, per lane, in one pass.</summary>
+    public static (Vector256<T> Sum, Vector256<T> Squares) Deviations<T>(T* x, int s, Vector256<T> shift)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count;
+        if (s < w)
+        {
+            var d = (Lanes.LoadPartial(x, s) - shift) & ~Lanes.Last<T>(w - s);
+            return (d, d * d);
+        }
+        Vector256<T> s0 = default, s1 = default, q0 = default, q1 = default;
+        int i = 0;
+        for (; i <= s - 2 * w; i += 2 * w)
+        {
+            var d0 = Vector256.Load(x + i) - shift;
+            var d1 = Vector256.Load(x + i + w) - shift;
+            s0 += d0;
+            s1 += d1;
+            q0 = Lanes.Fma(d0, d0, q0);
+            q1 = Lanes.Fma(d1, d1, q1);
+        }
+        for (; i <= s - w; i += w)
+        {
+            var d = Vector256.Load(x + i) - shift;
+            s0 += d;
+            q0 = Lanes.Fma(d, d, q0);
+        }
+        if (i < s)
+        {
+            var d = (Vector256.Load(x + s - w) - shift) & Lanes.Last<T>(s - i);
+            s1 += d;
+            q1 = Lanes.Fma(d, d, q1);
+        }
+        return (s0 + s1, q0 + q1);
+    }
+
     /// <summary>Σ dy and Σ dy·((x − hi) − lo) over <paramref name="s"/> values, per lane, in one pass over both inputs.</summary>
     public static (Vector256<T> SumDy, Vector256<T> SumDyXc) SumGradients<T>(T* dy, T* x, int s, Vector256<T> hi, Vector256<T> lo)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -1,0 +1,162 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// BN training sums for the layout [n, c, s] with s &gt; 1, walking memory in order: the batch is cut into fixed blocks of
+/// whole samples, each block is summed plane after plane into per-(block, channel) partials, and the caller merges the
+/// partials block after block.
+/// </summary>
+/// <remarks>
+/// <para>Why not channel by channel (<see cref="BatchNormPlanes"/>): a channel's planes lie a whole sample apart, so every
+/// plane starts on a new page and the hardware prefetchers start over; with planes of a few KiB that stalls more than
+/// the arithmetic costs, and a channel of a large batch no longer fits in L2 for its second and third pass anyway. In
+/// order, the sums stream, and so does the pass after them (same split: each thread re-reads what it summed, from its
+/// own cache where that fits).</para>
+/// <para>The blocks depend on n only and the partials merge in block order, so the results do not depend on the number of
+/// threads.</para>
+/// </remarks>
+internal static unsafe class BatchNormBlocks
+{
+    /// <summary>At most this many blocks: enough to share among threads, few enough that their merges cost nothing.</summary>
+    private const int MaxBlocks = 16;
+
+    /// <summary>
+    /// Whether the in-order walk pays: planes shorter than a 4 KiB page, where the channel walk jumps to a new page every
+    /// plane, but long enough that a plane's fixed cost (two horizontal sums, one merge) is small; and a batch of at least
+    /// two samples to split. Pages and longer planes stay with the channel walk, whose second pass finds the channel in
+    /// L2 or L3 (a channel of 256 planes of 32×32 is 1 MiB), while a second in-order pass over a large tensor finds nothing.
+    /// </summary>
+    public static bool Applies<T>(int n, int s) where T : unmanaged => n >= 2 && s >= MinPlane && (long)s * sizeof(T) < 4096;
+
+    /// <summary>Planes shorter than this stay with the channel walk (8×8 planes: the merges would cost as much as the sums).</summary>
+    private const int MinPlane = 128;
+
+    public static int SamplesPerBlock(int n) => (n + MaxBlocks - 1) / MaxBlocks;
+
+    public static int Blocks(int n) => (n + SamplesPerBlock(n) - 1) / SamplesPerBlock(n);
+
+    /// <summary>
+    /// Mean and M2 of every channel over each block b of <c>[first, end)</c>, into <see cref="BatchNormArgs{T}.PartialA"/>
+    /// and <see cref="BatchNormArgs{T}.PartialB"/> at b·c: each plane in two passes while it is in L1 (around its first
+    /// value, then around its mean), merged into the block's running statistics sample after sample (Chan et al.).
+    /// </summary>
+    public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S, per = SamplesPerBlock(n);
+        for (int b = first; b < end; b++)
+        {
+            double* mean = a.PartialA + (long)b * c, m2 = a.PartialB + (long)b * c;
+            int i0 = b * per, i1 = Math.Min(n, i0 + per);
+            T* plane = a.X + (long)i0 * c * s;
+            for (int ch = 0; ch < c; ch++, plane += s)
+                (mean[ch], m2[ch]) = PlaneMoments(plane, s);
+            for (int i = i0 + 1; i < i1; i++)
+            {
+                // Every plane holds s values, so the merge weights depend on the sample only.
+                double k = i - i0, toMean = 1 / (k + 1), toM2 = s * k / (k + 1);
+                for (int ch = 0; ch < c; ch++, plane += s)
+                {
+                    var (pm, pm2) = PlaneMoments(plane, s);
+                    double delta = pm - mean[ch];
+                    mean[ch] += delta * toMean;
+                    m2[ch] += pm2 + delta * delta * toM2;
+                }
+            }
+        }
+    }
+
+    /// <summary>The channels' mean and M2 from the blocks' partials, merged in block order.</summary>
+    public static void MergeMoments(double* mean, double* m2, double* partialMean, double* partialM2, int n, int c, int s)
+    {
+        int per = SamplesPerBlock(n), blocks = Blocks(n);
+        for (int ch = 0; ch < c; ch++)
+        {
+            double mu = partialMean[ch], q = partialM2[ch];
+            for (int b = 1; b < blocks; b++)
+            {
+                double countA = (double)b * per * s, countB = (double)(Math.Min(n, (b + 1) * per) - b * per) * s, count = countA + countB;
+                double delta = partialMean[(long)b * c + ch] - mu;
+                mu += delta * (countB / count);
+                q += partialM2[(long)b * c + ch] + delta * delta * (countA * countB / count);
+            }
+            mean[ch] = mu;
+            m2[ch] = q;
+        }
+    }
+
+    /// <summary>
+    /// Σdy and Σdy·(x − μ) of every channel over each block b of <c>[first, end)</c>, into <see cref="BatchNormArgs{T}.PartialA"/>
+    /// and <see cref="BatchNormArgs{T}.PartialB"/> at b·c, with μ = <see cref="BatchNormArgs{T}.Hi"/> + <see cref="BatchNormArgs{T}.Lo"/>.
+    /// </summary>
+    public static void GradientSumsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S, per = SamplesPerBlock(n);
+        for (int b = first; b < end; b++)
+        {
+            double* sumDy = a.PartialA + (long)b * c, sumDyXc = a.PartialB + (long)b * c;
+            new Span<double>(sumDy, c).Clear();
+            new Span<double>(sumDyXc, c).Clear();
+            int i0 = b * per, i1 = Math.Min(n, i0 + per);
+            long at = (long)i0 * c * s;
+            for (int i = i0; i < i1; i++)
+                for (int ch = 0; ch < c; ch++, at += s)
+                {
+                    var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]));
+                    sumDy[ch] += DoubleLanes.Widen(dy).Total;
+                    sumDyXc[ch] += DoubleLanes.Widen(dyXc).Total;
+                }
+        }
+    }
+
+    /// <summary>Per-channel sums from the blocks' partials, added in block order.</summary>
+    public static void MergeSums(double* sumA, double* sumB, double* partialA, double* partialB, int n, int c)
+    {
+        int blocks = Blocks(n);
+        for (int ch = 0; ch < c; ch++)
+        {
+            double a = 0, b = 0;
+            for (int block = 0; block < blocks; block++)
+            {
+                a += partialA[(long)block * c + ch];
+                b += partialB[(long)block * c + ch];
+            }
+            sumA[ch] = a;
+            sumB[ch] = b;
+        }
+    }
+
+    /// <summary>dx = γ·invStd·(dy − Σdy/m − (x − μ)·k) over planes <c>[first, end)</c> of the n·c, in memory order, with the
+    /// per-channel constants of <see cref="BatchNormArgs{T}.Hi"/>, <see cref="BatchNormArgs{T}.Lo"/>, <see cref="BatchNormArgs{T}.Scale"/>,
+    /// <see cref="BatchNormArgs{T}.MeanDy"/> and <see cref="BatchNormArgs{T}.K"/>.</summary>
+    public static void InputGradientRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int c = a.C, s = a.S;
+        for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
+        {
+            var gradient = new InputGradient<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]), Vector256.Create(a.Scale[ch]),
+                Vector256.Create(a.MeanDy[ch]), Vector256.Create(a.K[ch]));
+            long at = (long)plane * s;
+            Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
+        }
+    }
+
+    // One plane's mean and M2 in one pass around its first value: M2 = Σd² − (Σd)²/s. The difference magnifies the
+    // rounding of Σd² by Σd²/M2 = 1 + (mean − first)²/variance, so a plane whose first value lies more than about 2.6σ
+    // from its mean (a magnification above 8; 1 % of Gaussian planes) is summed again around its mean. Planes whose
+    // float sums overflow are summed again in double.
+    private static (double Mean, double M2) PlaneMoments<T>(T* x, int s) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T shift = *x;
+        var (sum, squares) = Centered.Deviations(x, s, Vector256.Create(shift));
+        double total = DoubleLanes.Widen(sum).Total, totalSquares = DoubleLanes.Widen(squares).Total;
+        double mean = Lanes.ToDouble(shift) + total / s, m2 = totalSquares - total * (total / s);
+        if (!(m2 >= totalSquares / 8))
+        {
+            var (hi, lo) = Centered.Split<T>(mean);
+            m2 = DoubleLanes.Widen(Centered.Sum(x, s, new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo)))).Total;
+        }
+        return WideMoments.Needed(mean, m2) ? WideMoments.Of(x, 1, s, s) : (mean, m2);
+    }
+}
