@@ -24,12 +24,14 @@ public class BatchNormExtremeValueTests
                 cases.Add(data, 40, 11, 1);
                 cases.Add(data, 6, 3, 49);
                 cases.Add(data, 37, 3, 30 * 30);
+                cases.Add(data, 2100, 260, 1);
                 continue;
             }
             cases.Add(data, 40, 11, 1);      // [N, C]: vector blocks of channels and a leftover channel
             cases.Add(data, 6, 3, 49);       // 7×7 planes
             cases.Add(data, 4, 2, 56 * 56);  // large planes: many values per lane accumulator
             cases.Add(data, 37, 3, 30 * 30); // planes under a page: the in-order walk, blocks of 3 samples and one of 1
+            cases.Add(data, 2100, 260, 1);   // a tall [N, C] of 2 MiB: blocks of rows (7 of 304 rows and one of 276)
         }
         return cases;
     }

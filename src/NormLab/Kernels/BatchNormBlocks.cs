@@ -67,22 +67,24 @@ internal static unsafe class BatchNormBlocks
         }
     }
 
-    /// <summary>The channels' mean and M2 from the blocks' partials, merged in block order.</summary>
+    /// <summary>The channels' mean and M2 from the blocks' partials, merged in block order (block after block, for a walk
+    /// in memory order).</summary>
     public static void MergeMoments(double* mean, double* m2, double* partialMean, double* partialM2, int n, int c, int s)
     {
         int per = SamplesPerBlock(n), blocks = Blocks(n);
-        for (int ch = 0; ch < c; ch++)
+        new ReadOnlySpan<double>(partialMean, c).CopyTo(new Span<double>(mean, c));
+        new ReadOnlySpan<double>(partialM2, c).CopyTo(new Span<double>(m2, c));
+        for (int b = 1; b < blocks; b++)
         {
-            double mu = partialMean[ch], q = partialM2[ch];
-            for (int b = 1; b < blocks; b++)
+            double countA = (double)b * per * s, countB = (double)(Math.Min(n, (b + 1) * per) - b * per) * s, count = countA + countB;
+            double toMean = countB / count, toM2 = countA * countB / count;
+            double* blockMean = partialMean + (long)b * c, blockM2 = partialM2 + (long)b * c;
+            for (int ch = 0; ch < c; ch++)
             {
-                double countA = (double)b * per * s, countB = (double)(Math.Min(n, (b + 1) * per) - b * per) * s, count = countA + countB;
-                double delta = partialMean[(long)b * c + ch] - mu;
-                mu += delta * (countB / count);
-                q += partialM2[(long)b * c + ch] + delta * delta * (countA * countB / count);
+                double delta = blockMean[ch] - mean[ch];
+                mean[ch] += delta * toMean;
+                m2[ch] += blockM2[ch] + delta * delta * toM2;
             }
-            mean[ch] = mu;
-            m2[ch] = q;
         }
     }
 
@@ -107,23 +109,6 @@ internal static unsafe class BatchNormBlocks
                     sumDy[ch] += DoubleLanes.Widen(dy).Total;
                     sumDyXc[ch] += DoubleLanes.Widen(dyXc).Total;
                 }
-        }
-    }
-
-    /// <summary>Per-channel sums from the blocks' partials, added in block order.</summary>
-    public static void MergeSums(double* sumA, double* sumB, double* partialA, double* partialB, int n, int c)
-    {
-        int blocks = Blocks(n);
-        for (int ch = 0; ch < c; ch++)
-        {
-            double a = 0, b = 0;
-            for (int block = 0; block < blocks; block++)
-            {
-                a += partialA[(long)block * c + ch];
-                b += partialB[(long)block * c + ch];
-            }
-            sumA[ch] = a;
-            sumB[ch] = b;
         }
     }
 

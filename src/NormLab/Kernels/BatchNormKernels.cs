@@ -38,9 +38,9 @@ public static unsafe class BatchNormKernels
         m2.Slice(0, c).Clear();
         if ((long)n * s == 0)
             return;
-        if (s > 1 && BatchNormBlocks.Applies<T>(n, s))
+        if (InOrder<T>(n, c, s))
         {
-            BlockMoments(x, n, c, s, mean, m2);
+            InOrderMoments(x, n, c, s, mean, m2);
             return;
         }
         fixed (T* px = x)
@@ -51,20 +51,74 @@ public static unsafe class BatchNormKernels
         }
     }
 
-    // Moments walking memory in order (BatchNormBlocks): partials per block over the team, merged here in block order.
-    private static void BlockMoments<T>(ReadOnlySpan<T> x, int n, int c, int s, Span<double> mean, Span<double> m2)
+    // Whether the training kernels walk memory in order over fixed blocks of samples (BatchNormBlocks) or of rows
+    // (BatchNormRows.Blocks) rather than channel by channel; a choice by shape only, never by thread count.
+    private static bool InOrder<T>(int n, int c, int s) where T : unmanaged =>
+        s > 1 ? BatchNormBlocks.Applies<T>(n, s) : BatchNormRows.ByRowBlocks<T>(n, c);
+
+    // Moments walking memory in order: partials per block over the team, merged here in block order.
+    private static void InOrderMoments<T>(ReadOnlySpan<T> x, int n, int c, int s, Span<double> mean, Span<double> m2)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int blocks = BatchNormBlocks.Blocks(n);
+        int blocks = s > 1 ? BatchNormBlocks.Blocks(n) : BatchNormRows.RowBlocks(n);
         double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c);
-        fixed (T* px = x)
+        T[] shifts = ArrayPool<T>.Shared.Rent(c);
+        fixed (T* px = x, pShifts = shifts)
         fixed (double* pMean = mean, pM2 = m2, pPartials = partials)
         {
-            var args = new BatchNormArgs<T> { X = px, PartialA = pPartials, PartialB = pPartials + blocks * c, N = n, C = c, S = s };
-            Run(ref args, blocks, &BatchNormBlocks.MomentsRange<T>);
-            BatchNormBlocks.MergeMoments(pMean, pM2, args.PartialA, args.PartialB, n, c, s);
+            var args = new BatchNormArgs<T>
+            {
+                X = px, Mean = pMean, M2 = pM2, PartialA = pPartials, PartialB = pPartials + blocks * c, Hi = pShifts, N = n, C = c, S = s,
+            };
+            if (s > 1)
+            {
+                Run(ref args, blocks, &BatchNormBlocks.MomentsRange<T>);
+                BatchNormBlocks.MergeMoments(pMean, pM2, args.PartialA, args.PartialB, n, c, s);
+            }
+            else
+            {
+                RowBlockMoments(ref args, blocks);
+            }
         }
+        ArrayPool<T>.Shared.Return(shifts);
         ArrayPool<double>.Shared.Return(partials);
+    }
+
+    // [n, c] moments from the row blocks' sums of deviations around each channel's shift: M2 = Σd² − (Σd)²/n, summed again
+    // around the means when a shift lies far from its mean (see BatchNormRows.Moments), and in double where floats overflow.
+    private static void RowBlockMoments<T>(ref BatchNormArgs<T> a, int blocks) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C;
+        BatchNormRows.Shifts(new Span<T>(a.Hi, c), new ReadOnlySpan<T>(a.X, Math.Min(n, BatchNormRows.ShiftRows) * c), n, c);
+        Run(ref a, blocks, &BatchNormRows.DeviationsByRowBlockRange<T>);
+        AddBlocks(a.Mean, a.PartialA, blocks, c); // Σd for now
+        AddBlocks(a.M2, a.PartialB, blocks, c);   // Σd² for now
+        bool centerAgain = false;
+        for (int ch = 0; ch < c; ch++)
+        {
+            double sum = a.Mean[ch], squares = a.M2[ch];
+            a.Mean[ch] = Lanes.ToDouble(a.Hi[ch]) + sum / n;
+            a.M2[ch] = squares - sum * (sum / n);
+            centerAgain |= !(a.M2[ch] >= squares / 8);
+        }
+        if (centerAgain)
+        {
+            Run(ref a, blocks, &BatchNormRows.CenteredSquaresByRowBlockRange<T>);
+            AddBlocks(a.M2, a.PartialA, blocks, c);
+        }
+        for (int ch = 0; ch < c; ch++)
+            if (WideMoments.Needed(a.Mean[ch], a.M2[ch]))
+                (a.Mean[ch], a.M2[ch]) = WideMoments.Of(a.X + ch, n, 1, c);
+    }
+
+    // sum[ch] = Σ over the blocks, in order, of partial[b·c + ch]; block after block, since a walk down the blocks per
+    // channel would stride by c doubles, and with c a multiple of 512 every load would land in one L1 set.
+    private static void AddBlocks(double* sum, double* partial, int blocks, int c)
+    {
+        new Span<double>(sum, c).Clear();
+        for (int b = 0; b < blocks; b++)
+            System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<double>(sum, c), new ReadOnlySpan<double>(partial + (long)b * c, c),
+                new Span<double>(sum, c));
     }
 
     /// <summary>
@@ -81,10 +135,10 @@ public static unsafe class BatchNormKernels
         CheckOutput(y, x);
         if ((long)n * s == 0)
             throw new ArgumentException("BatchNorm kernel: training statistics need at least one value per channel.");
-        if (s > 1 && BatchNormBlocks.Applies<T>(n, s))
+        if (InOrder<T>(n, c, s))
         {
             // Statistics in one in-order pass, then the normalize pass, also in order.
-            BlockMoments<T>(x, n, c, s, mean, m2);
+            InOrderMoments<T>(x, n, c, s, mean, m2);
             InvStd(invStd.Slice(0, c), m2, (double)n * s, eps);
             Normalize(y, x, mean, invStd, gamma, beta, n, c, s);
             return;
@@ -166,16 +220,16 @@ public static unsafe class BatchNormKernels
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (s > 1 && BatchNormBlocks.Applies<T>(n, s))
-            BlockBackward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s);
+        if (InOrder<T>(n, c, s))
+            InOrderBackward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s);
         else
             Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
                 &BatchNormPlanes.BackwardBatchStatsRange<T>, &BatchNormRows.BackwardBatchStatsRange<T>);
     }
 
-    // BackwardBatchStats walking memory in order (BatchNormBlocks): the sums per block over the team, added here in block
-    // order, then dx plane by plane.
-    private static void BlockBackward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+    // BackwardBatchStats walking memory in order: the sums per block over the team, added here in block order, then dx
+    // plane by plane or row by row.
+    private static void InOrderBackward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -184,7 +238,7 @@ public static unsafe class BatchNormKernels
         CheckSizes(dx.Length, n, c, s, c, c);
         CheckOutput(dx, x);
         CheckOutput(dx, dy);
-        int blocks = BatchNormBlocks.Blocks(n);
+        int blocks = s > 1 ? BatchNormBlocks.Blocks(n) : BatchNormRows.RowBlocks(n);
         double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c + 2 * c);
         T[] constants = ArrayPool<T>.Shared.Rent(5 * c);
         fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pdGamma = dGamma, pdBeta = dBeta, pk = constants)
@@ -199,15 +253,19 @@ public static unsafe class BatchNormKernels
             };
             for (int ch = 0; ch < c; ch++)
                 (args.Hi[ch], args.Lo[ch]) = Centered.Split<T>(mean[ch]);
-            Run(ref args, blocks, &BatchNormBlocks.GradientSumsRange<T>);
-            BatchNormBlocks.MergeSums(args.SumDy, args.SumDyXc, args.PartialA, args.PartialB, n, c);
+            Run(ref args, blocks, s > 1 ? &BatchNormBlocks.GradientSumsRange<T> : &BatchNormRows.GradientSumsByRowBlockRange<T>);
+            AddBlocks(args.SumDy, args.PartialA, blocks, c);
+            AddBlocks(args.SumDyXc, args.PartialB, blocks, c);
             double m = (double)n * s;
             for (int ch = 0; ch < c; ch++)
             {
                 args.AccumulateParameterGradients(ch, args.SumDy[ch], args.SumDyXc[ch]);
                 (args.Scale[ch], args.MeanDy[ch], args.K[ch]) = BatchNormFormulas.Gradient<T>(invStd[ch], args.GammaOf(ch), args.SumDy[ch], args.SumDyXc[ch], m);
             }
-            Run(ref args, n * c, &BatchNormBlocks.InputGradientRange<T>);
+            if (s > 1)
+                Run(ref args, n * c, &BatchNormBlocks.InputGradientRange<T>);
+            else
+                Run(ref args, n, &BatchNormRows.InputGradientByRowRange<T>);
         }
         ArrayPool<T>.Shared.Return(constants);
         ArrayPool<double>.Shared.Return(partials);

@@ -15,7 +15,7 @@ namespace NormLab.Kernels;
 /// widened to double, so every channel's statistics are double sums, in an order that does not depend on the chunking
 /// or the thread split.
 /// </remarks>
-internal static unsafe class BatchNormRows
+internal static unsafe partial class BatchNormRows
 {
     /// <summary>Units per chunk: 64 blocks of 8 floats are 2 KiB of a row, and their accumulators 4 KiB of L1.</summary>
     private const int ChunkUnits = 64;
@@ -140,38 +140,113 @@ internal static unsafe class BatchNormRows
         }
     }
 
-    // Mean and M2 of a chunk's channels: two passes, the first around row 0, the second around the mean. A channel whose
-    // runs of squares overflow T (values near 1e19 in float) is summed again in double (WideMoments).
+    // Mean and M2 of a chunk's channels in one pass around a shift per channel (Shift): M2 = Σd² − (Σd)²/n. The difference
+    // magnifies the rounding of Σd² by 1 + (mean − shift)²/variance, so a chunk with a channel whose shift lies more than
+    // about 2.6σ from its mean is summed again around the means. A channel whose runs of squares overflow T (values near
+    // 1e19 in float) is summed again in double (WideMoments).
     private static void Moments<T>(ref BatchNormArgs<T> a, Chunk<T> chunk, Scratch<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var deviations = (Deviation<T>*)scratch.Terms;
         for (int j = 0; j < chunk.Count; j++)
-            deviations[j] = new Deviation<T>(chunk.Load(a.X, j));
-        Sum(a.X, a.N, a.C, chunk, deviations, scratch.Sums);
-        var squares = (SquaredDeviation<T>*)scratch.Terms;
+            scratch.Hi[j] = Shift(a.X, a.N, a.C, chunk, j);
+        Deviations(a.X, a.N, a.C, chunk, scratch.Hi, scratch.SumDy, scratch.SumDyXc);
+        bool centerAgain = false;
+        double* limit = stackalloc double[Vector256<T>.Count];
         for (int j = 0; j < chunk.Count; j++)
         {
-            var mean = DoubleLanes.Widen(chunk.Load(a.X, j)) + scratch.Sums[j] / a.N; // the shift, row 0, plus the mean deviation
-            chunk.Store(mean, a.Mean, j);
-            var (hi, lo) = BatchNormFormulas.Split<T>(mean);
-            squares[j] = new SquaredDeviation<T>(hi, lo);
+            DoubleLanes sum = scratch.SumDy[j], squares = scratch.SumDyXc[j];
+            chunk.Store(DoubleLanes.Widen(scratch.Hi[j]) + sum / a.N, a.Mean, j);
+            chunk.Store(squares - sum * (sum / a.N), a.M2, j);
+            (squares / 8).Store(limit, chunk.Width(j));
+            for (int lane = 0; lane < chunk.Width(j); lane++)
+                centerAgain |= !(a.M2[chunk.Channel(j, lane)] >= limit[lane]);
         }
-        Sum(a.X, a.N, a.C, chunk, squares, scratch.Sums);
-        for (int j = 0; j < chunk.Count; j++)
+        if (centerAgain)
         {
-            chunk.Store(scratch.Sums[j], a.M2, j);
+            var squares = (SquaredDeviation<T>*)scratch.Terms;
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                var (hi, lo) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
+                squares[j] = new SquaredDeviation<T>(hi, lo);
+            }
+            Sum(a.X, a.N, a.C, chunk, squares, scratch.Sums);
+            for (int j = 0; j < chunk.Count; j++)
+                chunk.Store(scratch.Sums[j], a.M2, j);
+        }
+        for (int j = 0; j < chunk.Count; j++)
             for (int lane = 0; lane < chunk.Width(j); lane++)
             {
                 int ch = chunk.Channel(j, lane);
                 if (WideMoments.Needed(a.Mean[ch], a.M2[ch]))
                     (a.Mean[ch], a.M2[ch]) = WideMoments.Of(a.X + ch, a.N, 1, a.C);
             }
-        }
+    }
+
+    /// <summary>Rows averaged to center the one-pass sums on: the mean of 8 values lies about σ/3 from the channel's, so the
+    /// second pass of <see cref="Moments{T}"/> is all but never needed (around a single row it is, for 1 % of channels).</summary>
+    internal const int ShiftRows = 8;
+
+    // Unit j's shift: the mean of the first ShiftRows rows, summed in order in T (Shifts gives the same bits for all channels at once).
+    private static Vector256<T> Shift<T>(T* x, int n, int c, Chunk<T> chunk, int j) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int rows = Math.Min(n, ShiftRows);
+        var sum = Vector256<T>.Zero;
+        for (int i = 0; i < rows; i++)
+            sum += chunk.Load(x + (long)i * c, j);
+        return sum / Vector256.Create(T.CreateTruncating(rows));
     }
 
     // Rows summed in T, in registers, before one widening add into the double accumulators: a read-modify-write of the
     // accumulator per row cost more than the arithmetic. Runs start at multiples of RowRun, whatever the thread split.
-    private const int RowRun = 16;
+    // Eight rows: with rows a multiple of 4 KiB apart, a run's lines share one L1 set, and more than its 12 ways thrash.
+    private const int RowRun = 8;
+
+    // Σ(x − shift) into sums[j] and Σ(x − shift)² into squares[j] for unit j of the chunk, over the rows in order, two
+    // blocks at a time (a cache line of each row).
+    private static void Deviations<T>(T* x, int n, int c, Chunk<T> chunk, Vector256<T>* shifts, DoubleLanes* sums, DoubleLanes* squares)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+            sums[j] = squares[j] = default;
+        int w = Vector256<T>.Count;
+        for (int i0 = 0; i0 < n; i0 += RowRun)
+        {
+            int rows = Math.Min(RowRun, n - i0);
+            T* first = x + (long)i0 * c;
+            int j = 0;
+            for (; j + 1 < chunk.Blocks; j += 2)
+            {
+                T* p = first + chunk.FirstBlockChannel + j * w;
+                Vector256<T> shift0 = shifts[j], shift1 = shifts[j + 1], s0 = default, s1 = default, q0 = default, q1 = default;
+                for (int i = 0; i < rows; i++, p += c)
+                {
+                    var d0 = Vector256.Load(p) - shift0;
+                    var d1 = Vector256.Load(p + w) - shift1;
+                    s0 += d0;
+                    s1 += d1;
+                    q0 = Lanes.Fma(d0, d0, q0);
+                    q1 = Lanes.Fma(d1, d1, q1);
+                }
+                sums[j].Add(s0);
+                sums[j + 1].Add(s1);
+                squares[j].Add(q0);
+                squares[j + 1].Add(q1);
+            }
+            for (; j < chunk.Count; j++)
+            {
+                bool block = j < chunk.Blocks;
+                T* p = first + (block ? chunk.FirstBlockChannel + j * w : chunk.FirstSingleChannel + (j - chunk.Blocks));
+                Vector256<T> shift = shifts[j], s0 = default, q0 = default;
+                for (int i = 0; i < rows; i++, p += c)
+                {
+                    var d = (block ? Vector256.Load(p) : Vector256.CreateScalar(*p)) - shift;
+                    s0 += d;
+                    q0 = Lanes.Fma(d, d, q0);
+                }
+                sums[j].Add(s0);
+                squares[j].Add(q0);
+            }
+        }
+    }
 
     // sums[j] = Σ over the rows, in order (in runs of RowRun), of terms[j](x) for unit j of the chunk.
     private static void Sum<T, TTerm>(T* x, int n, int c, Chunk<T> chunk, TTerm* terms, DoubleLanes* sums)
@@ -207,33 +282,8 @@ internal static unsafe class BatchNormRows
     private static void GradientSums<T>(ref BatchNormArgs<T> a, Chunk<T> chunk, Scratch<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
     {
         for (int j = 0; j < chunk.Count; j++)
-        {
             (scratch.Hi[j], scratch.Lo[j]) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
-            scratch.SumDy[j] = default;
-            scratch.SumDyXc[j] = default;
-        }
-        int w = Vector256<T>.Count;
-        for (int i0 = 0; i0 < a.N; i0 += RowRun)
-        {
-            int rows = Math.Min(RowRun, a.N - i0);
-            long first = (long)i0 * a.C;
-            for (int j = 0; j < chunk.Count; j++)
-            {
-                bool block = j < chunk.Blocks;
-                long at = first + (block ? chunk.FirstBlockChannel + j * w : chunk.FirstSingleChannel + (j - chunk.Blocks));
-                var sumDy = Vector256<T>.Zero;
-                var sumDyXc = Vector256<T>.Zero;
-                for (int i = 0; i < rows; i++, at += a.C)
-                {
-                    var dy = block ? Vector256.Load(a.DY + at) : Vector256.CreateScalar(a.DY[at]);
-                    var x = block ? Vector256.Load(a.X + at) : Vector256.CreateScalar(a.X[at]);
-                    sumDy += dy;
-                    sumDyXc += dy * ((x - scratch.Hi[j]) - scratch.Lo[j]);
-                }
-                scratch.SumDy[j].Add(sumDy);
-                scratch.SumDyXc[j].Add(sumDyXc);
-            }
-        }
+        SumGradients(a.X, a.DY, a.N, a.C, chunk, scratch.Hi, scratch.Lo, scratch.SumDy, scratch.SumDyXc);
         for (int j = 0; j < chunk.Count; j++)
         {
             // dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ), rounded to T before the addition as in the plane layout.
@@ -241,6 +291,58 @@ internal static unsafe class BatchNormRows
                 chunk.Store(chunk.Load(a.DBeta, j) + scratch.SumDy[j].Narrow<T>(), a.DBeta, j);
             if (a.DGamma != null)
                 chunk.Store(chunk.Load(a.DGamma, j) + (scratch.SumDyXc[j] * chunk.Load(a.InvStd, j)).Narrow<T>(), a.DGamma, j);
+        }
+    }
+
+    // Σdy into sumDy[j] and Σdy·((x − hi[j]) − lo[j]) into sumDyXc[j] for unit j of the chunk, over the rows in order, two
+    // blocks at a time (as in Deviations).
+    private static void SumGradients<T>(T* xs, T* dys, int n, int c, Chunk<T> chunk, Vector256<T>* hi, Vector256<T>* lo,
+        DoubleLanes* sumDy, DoubleLanes* sumDyXc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+            sumDy[j] = sumDyXc[j] = default;
+        int w = Vector256<T>.Count;
+        for (int i0 = 0; i0 < n; i0 += RowRun)
+        {
+            int rows = Math.Min(RowRun, n - i0);
+            long first = (long)i0 * c;
+            int j = 0;
+            for (; j + 1 < chunk.Blocks; j += 2)
+            {
+                long at = first + chunk.FirstBlockChannel + j * w;
+                T* x = xs + at, dy = dys + at;
+                Vector256<T> hi0 = hi[j], lo0 = lo[j], hi1 = hi[j + 1], lo1 = lo[j + 1];
+                Vector256<T> g0 = default, g1 = default, p0 = default, p1 = default;
+                for (int i = 0; i < rows; i++, x += c, dy += c)
+                {
+                    var dy0 = Vector256.Load(dy);
+                    var dy1 = Vector256.Load(dy + w);
+                    g0 += dy0;
+                    g1 += dy1;
+                    p0 = Lanes.Fma(dy0, (Vector256.Load(x) - hi0) - lo0, p0);
+                    p1 = Lanes.Fma(dy1, (Vector256.Load(x + w) - hi1) - lo1, p1);
+                }
+                sumDy[j].Add(g0);
+                sumDy[j + 1].Add(g1);
+                sumDyXc[j].Add(p0);
+                sumDyXc[j + 1].Add(p1);
+            }
+            for (; j < chunk.Count; j++)
+            {
+                bool block = j < chunk.Blocks;
+                long at = first + (block ? chunk.FirstBlockChannel + j * w : chunk.FirstSingleChannel + (j - chunk.Blocks));
+                T* x = xs + at, dy = dys + at;
+                Vector256<T> hi0 = hi[j], lo0 = lo[j], g0 = default, p0 = default;
+                for (int i = 0; i < rows; i++, x += c, dy += c)
+                {
+                    var dy0 = block ? Vector256.Load(dy) : Vector256.CreateScalar(*dy);
+                    var x0 = block ? Vector256.Load(x) : Vector256.CreateScalar(*x);
+                    g0 += dy0;
+                    p0 = Lanes.Fma(dy0, (x0 - hi0) - lo0, p0);
+                }
+                sumDy[j].Add(g0);
+                sumDyXc[j].Add(p0);
+            }
         }
     }
 

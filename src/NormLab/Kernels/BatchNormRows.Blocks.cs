@@ -1,0 +1,140 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// The [n, c] kernels for tall batches: the sums walk fixed blocks of rows (each block all of its rows' channels, so the
+/// threads stream disjoint stretches of memory), into per-(block, channel) partials that the caller adds up in block
+/// order, and the maps walk the rows in memory order. Splitting the channels instead (the chunk kernels) gives each
+/// thread a strided half of every row, and with rows of a page or more apart the second pass re-reads from memory.
+/// </summary>
+/// <remarks>
+/// Deviations are taken around one shift per channel for the whole batch, so the blocks' partial sums add up as one sum would;
+/// the blocks depend on n only, so the results do not depend on the number of threads.
+/// </remarks>
+internal static unsafe partial class BatchNormRows
+{
+    /// <summary>At most this many blocks of rows: enough to share among threads, few enough that adding them up costs nothing.</summary>
+    private const int MaxRowBlocks = 16;
+
+    /// <summary>Whether to walk blocks of rows: batches of 2 MiB or more, where a thread's strided share of the channels no
+    /// longer fits in its L2 between passes, and of at least 64 rows, so that blocks hold several runs each.</summary>
+    public static bool ByRowBlocks<T>(int n, int c) where T : unmanaged => n >= 64 && (long)n * c * sizeof(T) >= MinRowBlocksBytes;
+
+    private const long MinRowBlocksBytes = 2L << 20;
+
+    /// <summary>Each channel's shift for the one-pass sums, as <see cref="Shift{T}"/> computes it for a unit: the mean of the
+    /// first <see cref="ShiftRows"/> rows, added in order.</summary>
+    public static void Shifts<T>(Span<T> shifts, ReadOnlySpan<T> x, int n, int c) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int rows = Math.Min(n, ShiftRows);
+        x.Slice(0, c).CopyTo(shifts);
+        for (int i = 1; i < rows; i++)
+            System.Numerics.Tensors.TensorPrimitives.Add(shifts, x.Slice(i * c, c), shifts);
+        System.Numerics.Tensors.TensorPrimitives.Divide(shifts, T.CreateTruncating(rows), shifts);
+    }
+
+    /// <summary>Rows per block: a whole number of runs (see <see cref="RowRun"/>).</summary>
+    public static int RowsPerBlock(int n) => ((n + MaxRowBlocks - 1) / MaxRowBlocks + RowRun - 1) / RowRun * RowRun;
+
+    public static int RowBlocks(int n) => (n + RowsPerBlock(n) - 1) / RowsPerBlock(n);
+
+    /// <summary>Σ(x − shift) into <see cref="BatchNormArgs{T}.PartialA"/> and Σ(x − shift)² into <see cref="BatchNormArgs{T}.PartialB"/>
+    /// at b·c for the blocks b of <c>[first, end)</c>, with the shifts of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
+    public static void DeviationsByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        int per = RowsPerBlock(a.N), units = Units<T>(a.C);
+        for (int b = first; b < end; b++)
+            for (int u0 = 0; u0 < units; u0 += ChunkUnits)
+            {
+                // Block b's rows, once per chunk of units: the block is in L2 for the second chunk.
+                T* x = a.X + (long)b * per * a.C;
+                int rows = Math.Min(per, a.N - b * per);
+                var chunk = Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C);
+                for (int j = 0; j < chunk.Count; j++)
+                    scratch.Hi[j] = chunk.Load(a.Hi, j);
+                Deviations(x, rows, a.C, chunk, scratch.Hi, scratch.SumDy, scratch.SumDyXc);
+                for (int j = 0; j < chunk.Count; j++)
+                {
+                    chunk.Store(scratch.SumDy[j], a.PartialA + (long)b * a.C, j);
+                    chunk.Store(scratch.SumDyXc[j], a.PartialB + (long)b * a.C, j);
+                }
+            }
+    }
+
+    /// <summary>Σ(x − mean)² into <see cref="BatchNormArgs{T}.PartialA"/> at b·c for the blocks b of <c>[first, end)</c>.</summary>
+    public static void CenteredSquaresByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        var squares = (SquaredDeviation<T>*)scratch.Terms;
+        int per = RowsPerBlock(a.N), units = Units<T>(a.C);
+        for (int b = first; b < end; b++)
+            for (int u0 = 0; u0 < units; u0 += ChunkUnits)
+            {
+                // Block b's rows, once per chunk of units: the block is in L2 for the second chunk.
+                T* x = a.X + (long)b * per * a.C;
+                int rows = Math.Min(per, a.N - b * per);
+                var chunk = Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C);
+                for (int j = 0; j < chunk.Count; j++)
+                {
+                    var (hi, lo) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
+                    squares[j] = new SquaredDeviation<T>(hi, lo);
+                }
+                Sum(x, rows, a.C, chunk, squares, scratch.Sums);
+                for (int j = 0; j < chunk.Count; j++)
+                    chunk.Store(scratch.Sums[j], a.PartialA + (long)b * a.C, j);
+            }
+    }
+
+    /// <summary>Σdy into <see cref="BatchNormArgs{T}.PartialA"/> and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.PartialB"/>
+    /// at b·c for the blocks b of <c>[first, end)</c>, with μ = <see cref="BatchNormArgs{T}.Hi"/> + <see cref="BatchNormArgs{T}.Lo"/>.</summary>
+    public static void GradientSumsByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
+        var scratch = new Scratch<T>(buffer);
+        int per = RowsPerBlock(a.N), units = Units<T>(a.C);
+        for (int b = first; b < end; b++)
+            for (int u0 = 0; u0 < units; u0 += ChunkUnits)
+            {
+                // Block b's rows, once per chunk of units: the block is in L2 for the second chunk.
+                T* x = a.X + (long)b * per * a.C;
+                int rows = Math.Min(per, a.N - b * per);
+                var chunk = Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C);
+                for (int j = 0; j < chunk.Count; j++)
+                {
+                    scratch.Hi[j] = chunk.Load(a.Hi, j);
+                    scratch.Lo[j] = chunk.Load(a.Lo, j);
+                }
+                long offset = x - a.X;
+                SumGradients(x, a.DY + offset, rows, a.C, chunk, scratch.Hi, scratch.Lo, scratch.SumDy, scratch.SumDyXc);
+                for (int j = 0; j < chunk.Count; j++)
+                {
+                    chunk.Store(scratch.SumDy[j], a.PartialA + (long)b * a.C, j);
+                    chunk.Store(scratch.SumDyXc[j], a.PartialB + (long)b * a.C, j);
+                }
+            }
+    }
+
+    /// <summary>dx = scale·(dy − meanDy − ((x − hi) − lo)·k) over rows <c>[first, end)</c>, in memory order, with the per-channel
+    /// constants of <see cref="BatchNormArgs{T}.Hi"/>, <see cref="BatchNormArgs{T}.Lo"/>, <see cref="BatchNormArgs{T}.Scale"/>,
+    /// <see cref="BatchNormArgs{T}.MeanDy"/> and <see cref="BatchNormArgs{T}.K"/>.</summary>
+    public static void InputGradientByRowRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count, c = a.C, whole = c / w * w;
+        for (int i = first; i < end; i++)
+        {
+            long row = (long)i * c;
+            T* x = a.X + row, dy = a.DY + row, dx = a.Y + row;
+            for (int ch = 0; ch < whole; ch += w)
+                new InputGradient<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Lo + ch), Vector256.Load(a.Scale + ch),
+                    Vector256.Load(a.MeanDy + ch), Vector256.Load(a.K + ch)).Of(Vector256.Load(x + ch), Vector256.Load(dy + ch)).Store(dx + ch);
+            for (int ch = whole; ch < c; ch++)
+                dx[ch] = new InputGradient<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Lo[ch]), Vector256.CreateScalar(a.Scale[ch]),
+                    Vector256.CreateScalar(a.MeanDy[ch]), Vector256.CreateScalar(a.K[ch])).Of(Vector256.CreateScalar(x[ch]), Vector256.CreateScalar(dy[ch])).ToScalar();
+        }
+    }
+}
