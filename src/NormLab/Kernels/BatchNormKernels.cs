@@ -149,6 +149,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, M2 = pM2, InvStd = pInvStd, N = n, C = c, S = s, Eps = eps,
+                Streaming = Streams<T>(y.Length, s),
             };
             ByChannel(ref args, &BatchNormPlanes.ForwardTrainingRange<T>, &BatchNormRows.ForwardTrainingRange<T>);
         }
@@ -198,6 +199,7 @@ public static unsafe class BatchNormKernels
                 N = n, C = c, S = s,
             };
             AffineConstants(ref args);
+            args.Streaming = Streams<T>(y.Length, s);
             if (s == 1)
                 Run(ref args, n, &BatchNormRows.NormalizeRange<T>);
             else
@@ -353,7 +355,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = pdx, DY = pdy, X = px, Gamma = pGamma, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
-                N = n, C = c, S = s,
+                N = n, C = c, S = s, Streaming = Streams<T>(dx.Length, s),
             };
             ByChannel(ref args, planes, rows);
         }
@@ -394,6 +396,16 @@ public static unsafe class BatchNormKernels
         else
             Team.For(count, ref args, range);
     }
+
+    /// <summary>Outputs of at least this many bytes are written with non-temporal stores: larger than the 32 MiB last-level
+    /// cache, they would not be in cache for the next layer anyway. Measured on 256×64×32×32 at 2 threads: eval 4.4 ms
+    /// instead of 4.9, training forward 7.2 instead of 8.2, with the backward 17.5 instead of 19.5.</summary>
+    private const long StreamingBytes = 32L << 20;
+
+    // Planes of a page or more only: the partial lines at a plane's ends take plain stores, and with planes of 1296 bytes
+    // that cost more than the streaming saved (eval 3.3 ms instead of 2.7 on 128×256×18×18).
+    private static bool Streams<T>(int length, int s) where T : unmanaged =>
+        (long)s * sizeof(T) >= 4096 && (long)length * sizeof(T) >= StreamingBytes;
 
     private static void CheckSizes(int length, int n, int c, int s, int stats1, int stats2)
     {

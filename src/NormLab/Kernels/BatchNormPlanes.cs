@@ -66,12 +66,17 @@ internal static unsafe class BatchNormPlanes
             for (int i = 0; i < n; i++)
             {
                 long at = ((long)i * c + ch) * s;
-                Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+                if (a.Streaming)
+                    Centered.MapStreaming(a.Y + at, a.X + at, a.X + at, s, normalized);
+                else
+                    Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
             }
             a.Mean[ch] = mean;
             a.M2[ch] = m2;
             a.InvStd[ch] = invStd;
         }
+        if (a.Streaming)
+            Centered.Fence();
     }
 
     /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
@@ -82,8 +87,13 @@ internal static unsafe class BatchNormPlanes
         {
             var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
             long at = (long)plane * s;
-            Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+            if (a.Streaming)
+                Centered.MapStreaming(a.Y + at, a.X + at, a.X + at, s, normalized);
+            else
+                Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
         }
+        if (a.Streaming)
+            Centered.Fence();
     }
 
     /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
@@ -95,6 +105,8 @@ internal static unsafe class BatchNormPlanes
             var (hi, lo, sumDy, sumDyXc) = GradientSums(ref a, ch);
             MapInputGradient(ref a, ch, hi, lo, sumDy, sumDyXc, m);
         }
+        if (a.Streaming)
+            Centered.Fence();
     }
 
     /// <summary>Σdy and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/>, and the parameter gradients.</summary>
@@ -124,7 +136,10 @@ internal static unsafe class BatchNormPlanes
         for (int i = 0; i < n; i++)
         {
             long at = ((long)i * c + ch) * s;
-            Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
+            if (a.Streaming)
+                Centered.MapStreaming(a.Y + at, a.X + at, a.DY + at, s, gradient);
+            else
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
         }
     }
 
