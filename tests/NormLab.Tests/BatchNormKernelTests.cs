@@ -11,6 +11,8 @@ public class BatchNormKernelTests
         { 2, 1, 1 },   // N = 2, C = 1, one value per row: m = 2
         { 2, 3, 1 },
         { 5, 3, 1 },   // [N, C]
+        { 6, 5, 1 },   // [N, C]: a block of 4 doubles and a tail block over it
+        { 9, 11, 1 },  // two blocks and a tail block
         { 3, 2, 7 },   // [N, C, L] with odd L
         { 2, 4, 9 },   // [N, C, H·W]
         { 1, 2, 5 },   // N = 1 but m = 5

@@ -132,6 +132,13 @@ internal static unsafe partial class BatchNormRows
             for (int ch = 0; ch < whole; ch += w)
                 new InputGradient<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Lo + ch), Vector256.Load(a.Scale + ch),
                     Vector256.Load(a.MeanDy + ch), Vector256.Load(a.K + ch)).Of(Vector256.Load(x + ch), Vector256.Load(dy + ch)).Store(dx + ch);
+            if (whole < c && c >= w) // the leftover channels in a vector ending at c, over the block before: same values again
+            {
+                int ch = c - w;
+                new InputGradient<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Lo + ch), Vector256.Load(a.Scale + ch),
+                    Vector256.Load(a.MeanDy + ch), Vector256.Load(a.K + ch)).Of(Vector256.Load(x + ch), Vector256.Load(dy + ch)).Store(dx + ch);
+                continue;
+            }
             for (int ch = whole; ch < c; ch++)
                 dx[ch] = new InputGradient<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Lo[ch]), Vector256.CreateScalar(a.Scale[ch]),
                     Vector256.CreateScalar(a.MeanDy[ch]), Vector256.CreateScalar(a.K[ch])).Of(Vector256.CreateScalar(x[ch]), Vector256.CreateScalar(dy[ch])).ToScalar();

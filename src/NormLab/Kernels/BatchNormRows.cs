@@ -5,8 +5,10 @@ namespace NormLab.Kernels;
 
 /// <summary>
 /// BN kernels for the layout [n, c] (s = 1): n rows of c contiguous values, one per channel. Vectors run across channels:
-/// unit u is the block of channels [u·w, u·w + w) (w = lanes of a vector) while whole blocks fit, then one unit per
-/// leftover channel, computed in lane 0. The units depend on c only, never on the thread split.
+/// unit u is the block of channels [u·w, u·w + w) (w = lanes of a vector) while whole blocks fit, then, for leftover
+/// channels, one tail block [c − w, c) that overlaps the block before it. Each lane's arithmetic is the same in either
+/// block, so the overlapped channels get the same bits twice (only dγ and dβ, which accumulate, take the tail's new lanes
+/// alone). Fewer than w channels are one unit each, in lane 0. The units depend on c only, never on the thread split.
 /// </summary>
 /// <remarks>
 /// Every pass walks the rows in memory order over a chunk of up to <see cref="ChunkUnits"/> units (a contiguous stretch
@@ -21,7 +23,7 @@ internal static unsafe partial class BatchNormRows
     private const int ChunkUnits = 64;
 
     /// <summary>The number of units of c channels.</summary>
-    public static int Units<T>(int c) where T : unmanaged => c / Vector256<T>.Count + c % Vector256<T>.Count;
+    public static int Units<T>(int c) where T : unmanaged => c < Vector256<T>.Count ? c : (c + Vector256<T>.Count - 1) / Vector256<T>.Count;
 
     public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -62,6 +64,13 @@ internal static unsafe partial class BatchNormRows
             for (int ch = 0; ch < whole; ch += w)
                 new Normalized<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch))
                     .Of(Vector256.Load(x + ch), default).Store(y + ch);
+            if (whole < c && c >= w) // the leftover channels in a vector ending at c, over the block before: same values again
+            {
+                int ch = c - w;
+                new Normalized<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch))
+                    .Of(Vector256.Load(x + ch), default).Store(y + ch);
+                continue;
+            }
             for (int ch = whole; ch < c; ch++)
                 y[ch] = new Normalized<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Alpha[ch]), Vector256.CreateScalar(a.Shift[ch]))
                     .Of(Vector256.CreateScalar(x[ch]), default).ToScalar();
@@ -213,7 +222,7 @@ internal static unsafe partial class BatchNormRows
             int rows = Math.Min(RowRun, n - i0);
             T* first = x + (long)i0 * c;
             int j = 0;
-            for (; j + 1 < chunk.Blocks; j += 2)
+            for (; j + 1 < chunk.RegularBlocks; j += 2)
             {
                 T* p = first + chunk.FirstBlockChannel + j * w;
                 Vector256<T> shift0 = shifts[j], shift1 = shifts[j + 1], s0 = default, s1 = default, q0 = default, q1 = default;
@@ -234,7 +243,7 @@ internal static unsafe partial class BatchNormRows
             for (; j < chunk.Count; j++)
             {
                 bool block = j < chunk.Blocks;
-                T* p = first + (block ? chunk.FirstBlockChannel + j * w : chunk.FirstSingleChannel + (j - chunk.Blocks));
+                T* p = first + chunk.Channel(j, 0);
                 Vector256<T> shift = shifts[j], s0 = default, q0 = default;
                 for (int i = 0; i < rows; i++, p += c)
                 {
@@ -261,7 +270,7 @@ internal static unsafe partial class BatchNormRows
             T* first = x + (long)i0 * c;
             for (int j = 0; j < chunk.Blocks; j++)
             {
-                T* p = first + chunk.FirstBlockChannel + j * w;
+                T* p = first + chunk.Channel(j, 0);
                 var run = Vector256<T>.Zero;
                 for (int i = 0; i < rows; i++, p += c)
                     run += terms[j].Of(Vector256.Load(p));
@@ -286,11 +295,18 @@ internal static unsafe partial class BatchNormRows
         SumGradients(a.X, a.DY, a.N, a.C, chunk, scratch.Hi, scratch.Lo, scratch.SumDy, scratch.SumDyXc);
         for (int j = 0; j < chunk.Count; j++)
         {
-            // dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ), rounded to T before the addition as in the plane layout.
-            if (a.DBeta != null)
-                chunk.Store(chunk.Load(a.DBeta, j) + scratch.SumDy[j].Narrow<T>(), a.DBeta, j);
-            if (a.DGamma != null)
-                chunk.Store(chunk.Load(a.DGamma, j) + (scratch.SumDyXc[j] * chunk.Load(a.InvStd, j)).Narrow<T>(), a.DGamma, j);
+            // dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ), rounded to T before the addition as in the plane layout; a tail
+            // block adds its new lanes only (the block before it has added the others).
+            var dBeta = scratch.SumDy[j].Narrow<T>();
+            var dGamma = (scratch.SumDyXc[j] * chunk.Load(a.InvStd, j)).Narrow<T>();
+            for (int lane = chunk.FirstNewLane(j); lane < chunk.Width(j); lane++)
+            {
+                int ch = chunk.Channel(j, lane);
+                if (a.DBeta != null)
+                    a.DBeta[ch] += dBeta.GetElement(lane);
+                if (a.DGamma != null)
+                    a.DGamma[ch] += dGamma.GetElement(lane);
+            }
         }
     }
 
@@ -307,7 +323,7 @@ internal static unsafe partial class BatchNormRows
             int rows = Math.Min(RowRun, n - i0);
             long first = (long)i0 * c;
             int j = 0;
-            for (; j + 1 < chunk.Blocks; j += 2)
+            for (; j + 1 < chunk.RegularBlocks; j += 2)
             {
                 long at = first + chunk.FirstBlockChannel + j * w;
                 T* x = xs + at, dy = dys + at;
@@ -330,7 +346,7 @@ internal static unsafe partial class BatchNormRows
             for (; j < chunk.Count; j++)
             {
                 bool block = j < chunk.Blocks;
-                long at = first + (block ? chunk.FirstBlockChannel + j * w : chunk.FirstSingleChannel + (j - chunk.Blocks));
+                long at = first + chunk.Channel(j, 0);
                 T* x = xs + at, dy = dys + at;
                 Vector256<T> hi0 = hi[j], lo0 = lo[j], g0 = default, p0 = default;
                 for (int i = 0; i < rows; i++, x += c, dy += c)
@@ -354,36 +370,50 @@ internal static unsafe partial class BatchNormRows
         for (int i = 0; i < n; i++)
         {
             long row = (long)i * c;
-            for (int j = 0, at = chunk.FirstBlockChannel; j < chunk.Blocks; j++, at += w)
+            for (int j = 0; j < chunk.Blocks; j++)
+            {
+                int at = chunk.Channel(j, 0);
                 maps[j].Of(Vector256.Load(x + row + at), Vector256.Load(dy + row + at)).Store(y + row + at);
+            }
             for (int j = chunk.Blocks, at = chunk.FirstSingleChannel; j < chunk.Count; j++, at++)
                 y[row + at] = maps[j].Of(Vector256.CreateScalar(x[row + at]), Vector256.CreateScalar(dy[row + at])).ToScalar();
         }
     }
 
-    /// <summary>Units [u0, u1): <see cref="Blocks"/> whole blocks from channel <see cref="FirstBlockChannel"/>, then single
-    /// channels from <see cref="FirstSingleChannel"/>; unit j of the chunk is its j-th.</summary>
+    /// <summary>Units [u0, u1): <see cref="Blocks"/> blocks from channel <see cref="FirstBlockChannel"/>, the last of them
+    /// the tail block [c − w, c) when the chunk ends the channels and c is no multiple of w; or, for c &lt; w, single
+    /// channels from <see cref="FirstSingleChannel"/>. Unit j of the chunk is its j-th.</summary>
     private readonly struct Chunk<T> where T : unmanaged
     {
         public int FirstBlockChannel { get; init; }
         public int Blocks { get; init; }
+        /// <summary>The blocks at FirstBlockChannel + j·w: all of them but a tail block.</summary>
+        public int RegularBlocks { get; init; }
         public int FirstSingleChannel { get; init; }
         public int Count { get; init; }
+        private int TailStart { get; init; }
 
         public static Chunk<T> Of(int u0, int u1, int c)
         {
-            int w = Vector256<T>.Count, whole = c / w;
-            int blocks = Math.Max(0, Math.Min(u1, whole) - u0);
+            int w = Vector256<T>.Count;
+            if (c < w)
+                return new Chunk<T> { FirstSingleChannel = u0, Count = u1 - u0 };
+            bool tail = u1 == Units<T>(c) && c % w != 0;
             return new Chunk<T>
             {
-                FirstBlockChannel = u0 * w, Blocks = blocks, FirstSingleChannel = whole * w + Math.Max(u0, whole) - whole, Count = u1 - u0,
+                FirstBlockChannel = u0 * w, Blocks = u1 - u0, RegularBlocks = u1 - u0 - (tail ? 1 : 0), Count = u1 - u0, TailStart = c - w,
             };
         }
 
         public int Width(int j) => j < Blocks ? Vector256<T>.Count : 1;
 
         public int Channel(int j, int lane) =>
-            j < Blocks ? FirstBlockChannel + j * Vector256<T>.Count + lane : FirstSingleChannel + j - Blocks;
+            j < RegularBlocks ? FirstBlockChannel + j * Vector256<T>.Count + lane
+            : j < Blocks ? TailStart + lane
+            : FirstSingleChannel + j - Blocks;
+
+        /// <summary>The first lane of unit j that no other unit holds: past the overlap for a tail block, else 0.</summary>
+        public int FirstNewLane(int j) => j >= RegularBlocks && j < Blocks ? FirstBlockChannel + j * Vector256<T>.Count - TailStart : 0;
 
         public DoubleLanes Gamma<TT>(ref BatchNormArgs<TT> a, int j) where TT : unmanaged, IFloatingPointIeee754<TT> =>
             a.Gamma == null ? DoubleLanes.Create(1.0) : DoubleLanes.Widen(Lanes.Load(a.Gamma + Channel(j, 0), Width(j)));
