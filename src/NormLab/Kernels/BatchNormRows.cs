@@ -17,6 +17,9 @@ namespace NormLab.Kernels;
 /// widened to double, so every channel's statistics are double sums, in an order that does not depend on the chunking
 /// or the thread split.
 /// </remarks>
+// The chunk kernels carve 26 KiB of stack per call into accumulators that they clear themselves; zeroing it first cost
+// about a tenth of a 60×100 forward pass.
+[System.Runtime.CompilerServices.SkipLocalsInit]
 internal static unsafe partial class BatchNormRows
 {
     /// <summary>Units per chunk: 64 blocks of 8 floats are 2 KiB of a row, and their accumulators 4 KiB of L1.</summary>
