@@ -32,6 +32,9 @@ public class GemmTests
         foreach (var (m, k, n) in new[] { (60, 784, 100), (100, 60, 784), (64, 288, 196), (288, 64, 196), (64, 196, 288),
                      (32, 9, 784), (128, 3136, 128), (128, 128, 3136), (300, 700, 530) })
             Add(m, k, n);
+        // Dot products for few columns of ABt and a long K (SgemmSmall), with and without a tail of K, around its limits.
+        foreach (var (m, k, n) in new[] { (32, 784, 9), (13, 512, 12), (9, 517, 1), (5, 1000, 4), (3, 600, 13), (7, 511, 9) })
+            Add(m, k, n);
         return data;
     }
 

@@ -38,8 +38,27 @@ internal static unsafe class Sgemm
     [ThreadStatic] private static float[]? _buffer;
 
     /// <summary>C[i·ldc + j] += Σ_p A(i, p)·B(p, j) with A(i, p) = a[i·rsA + p·csA] and B(p, j) = b[p·rsB + j·csB].</summary>
-    public static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n) =>
-        Run(c, ldc, a, rsA, csA, b, rsB, csB, m, k, n, Wide);
+    public static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n)
+    {
+        var g = new Args { C = c, Ldc = ldc, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, M = m, K = k, N = n };
+        if (m > 0 && n > 0 && k >= SgemmSmall.MinDotDepth && n <= SgemmSmall.MaxDotColumns && csA == 1 && rsB == 1)
+            Small(ref g, &DotRows);
+        else
+            Run(c, ldc, a, rsA, csA, b, rsB, csB, m, k, n, Wide);
+    }
+
+    // The dot products of SgemmSmall, in chunks of four rows of C over the team when there is enough work.
+    private static void Small(ref Args g, delegate*<ref Args, int, int, void> rows)
+    {
+        int chunks = (g.M + 3) / 4;
+        if ((long)g.M * g.K * g.N < ParallelWork)
+            rows(ref g, 0, chunks);
+        else
+            Team.For(chunks, ref g, rows);
+    }
+
+    private static void DotRows(ref Args g, int first, int end) =>
+        SgemmSmall.Dots(g.C, g.Ldc, g.A, g.RsA, g.B, g.CsB, g.K, g.N, 4 * first, Math.Min(g.M, 4 * end));
 
     /// <summary>As above with the tile width chosen: tests run the zmm kernels on AVX2 machines this way, where .NET
     /// emulates Vector512 with two halves (slowly, but with the same fused arithmetic).</summary>
