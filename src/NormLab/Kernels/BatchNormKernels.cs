@@ -235,11 +235,7 @@ public static unsafe class BatchNormKernels
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        CheckSizes(dy.Length, n, c, s, c, c);
-        CheckSizes(dx.Length, n, c, s, c, c);
-        CheckOutput(dx, x);
-        CheckOutput(dx, dy);
+        CheckBackward(dx, dy, x, mean, invStd, n, c, s);
         int blocks = s > 1 ? BatchNormBlocks.Blocks(n) : BatchNormRows.RowBlocks(n);
         double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c + 2 * c);
         T[] constants = ArrayPool<T>.Shared.Rent(5 * c);
@@ -342,11 +338,7 @@ public static unsafe class BatchNormKernels
         delegate*<ref BatchNormArgs<T>, int, int, void> planes, delegate*<ref BatchNormArgs<T>, int, int, void> rows)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
-        CheckSizes(dy.Length, n, c, s, c, c);
-        CheckSizes(dx.Length, n, c, s, c, c);
-        CheckOutput(dx, x);
-        CheckOutput(dx, dy);
+        CheckBackward(dx, dy, x, mean, invStd, n, c, s);
         if ((long)n * s == 0)
             return;
         fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pdGamma = dGamma, pdBeta = dBeta)
@@ -406,6 +398,16 @@ public static unsafe class BatchNormKernels
     // that cost more than the streaming saved (eval 3.3 ms instead of 2.7 on 128×256×18×18).
     private static bool Streams<T>(int length, int s) where T : unmanaged =>
         (long)s * sizeof(T) >= 4096 && (long)length * sizeof(T) >= StreamingBytes;
+
+    private static void CheckBackward<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd,
+        int n, int c, int s)
+    {
+        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
+        CheckSizes(dy.Length, n, c, s, c, c);
+        CheckSizes(dx.Length, n, c, s, c, c);
+        CheckOutput(dx, x);
+        CheckOutput(dx, dy);
+    }
 
     private static void CheckSizes(int length, int n, int c, int s, int stats1, int stats2)
     {

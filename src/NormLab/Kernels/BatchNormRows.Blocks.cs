@@ -42,81 +42,75 @@ internal static unsafe partial class BatchNormRows
 
     /// <summary>Σ(x − shift) into <see cref="BatchNormArgs{T}.PartialA"/> and Σ(x − shift)² into <see cref="BatchNormArgs{T}.PartialB"/>
     /// at b·c for the blocks b of <c>[first, end)</c>, with the shifts of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
-    public static void DeviationsByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
-        var scratch = new Scratch<T>(buffer);
-        int per = RowsPerBlock(a.N), units = Units<T>(a.C);
-        for (int b = first; b < end; b++)
-            for (int u0 = 0; u0 < units; u0 += ChunkUnits)
-            {
-                // Block b's rows, once per chunk of units: the block is in L2 for the second chunk.
-                T* x = a.X + (long)b * per * a.C;
-                int rows = Math.Min(per, a.N - b * per);
-                var chunk = Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C);
-                for (int j = 0; j < chunk.Count; j++)
-                    scratch.Hi[j] = chunk.Load(a.Hi, j);
-                Deviations(x, rows, a.C, chunk, scratch.Hi, scratch.SumDy, scratch.SumDyXc);
-                for (int j = 0; j < chunk.Count; j++)
-                {
-                    chunk.Store(scratch.SumDy[j], a.PartialA + (long)b * a.C, j);
-                    chunk.Store(scratch.SumDyXc[j], a.PartialB + (long)b * a.C, j);
-                }
-            }
-    }
+    public static void DeviationsByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T> =>
+        EachBlockChunk(ref a, first, end, &DeviationsOfBlock<T>);
 
     /// <summary>Σ(x − mean)² into <see cref="BatchNormArgs{T}.PartialA"/> at b·c for the blocks b of <c>[first, end)</c>.</summary>
-    public static void CenteredSquaresByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        byte* buffer = stackalloc byte[Scratch<T>.Bytes];
-        var scratch = new Scratch<T>(buffer);
-        var squares = (SquaredDeviation<T>*)scratch.Terms;
-        int per = RowsPerBlock(a.N), units = Units<T>(a.C);
-        for (int b = first; b < end; b++)
-            for (int u0 = 0; u0 < units; u0 += ChunkUnits)
-            {
-                // Block b's rows, once per chunk of units: the block is in L2 for the second chunk.
-                T* x = a.X + (long)b * per * a.C;
-                int rows = Math.Min(per, a.N - b * per);
-                var chunk = Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C);
-                for (int j = 0; j < chunk.Count; j++)
-                {
-                    var (hi, lo) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
-                    squares[j] = new SquaredDeviation<T>(hi, lo);
-                }
-                Sum(x, rows, a.C, chunk, squares, scratch.Sums);
-                for (int j = 0; j < chunk.Count; j++)
-                    chunk.Store(scratch.Sums[j], a.PartialA + (long)b * a.C, j);
-            }
-    }
+    public static void CenteredSquaresByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T> =>
+        EachBlockChunk(ref a, first, end, &CenteredSquaresOfBlock<T>);
 
     /// <summary>Σdy into <see cref="BatchNormArgs{T}.PartialA"/> and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.PartialB"/>
     /// at b·c for the blocks b of <c>[first, end)</c>, with μ = <see cref="BatchNormArgs{T}.Hi"/> + <see cref="BatchNormArgs{T}.Lo"/>.</summary>
-    public static void GradientSumsByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void GradientSumsByRowBlockRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T> =>
+        EachBlockChunk(ref a, first, end, &GradientSumsOfBlock<T>);
+
+    // body(a, scratch, b, offset of the block's first row, its rows, chunk) for each chunk of units of each block b of
+    // [first, end): a block's rows are walked once per chunk, from L2 after the first.
+    private static void EachBlockChunk<T>(ref BatchNormArgs<T> a, int first, int end,
+        delegate*<ref BatchNormArgs<T>, Scratch<T>, int, long, int, Chunk<T>, void> body) where T : unmanaged, IFloatingPointIeee754<T>
     {
         byte* buffer = stackalloc byte[Scratch<T>.Bytes];
         var scratch = new Scratch<T>(buffer);
         int per = RowsPerBlock(a.N), units = Units<T>(a.C);
         for (int b = first; b < end; b++)
             for (int u0 = 0; u0 < units; u0 += ChunkUnits)
-            {
-                // Block b's rows, once per chunk of units: the block is in L2 for the second chunk.
-                T* x = a.X + (long)b * per * a.C;
-                int rows = Math.Min(per, a.N - b * per);
-                var chunk = Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C);
-                for (int j = 0; j < chunk.Count; j++)
-                {
-                    scratch.Hi[j] = chunk.Load(a.Hi, j);
-                    scratch.Lo[j] = chunk.Load(a.Lo, j);
-                }
-                long offset = x - a.X;
-                SumGradients(x, a.DY + offset, rows, a.C, chunk, scratch.Hi, scratch.Lo, scratch.SumDy, scratch.SumDyXc);
-                for (int j = 0; j < chunk.Count; j++)
-                {
-                    chunk.Store(scratch.SumDy[j], a.PartialA + (long)b * a.C, j);
-                    chunk.Store(scratch.SumDyXc[j], a.PartialB + (long)b * a.C, j);
-                }
-            }
+                body(ref a, scratch, b, (long)b * per * a.C, Math.Min(per, a.N - b * per), Chunk<T>.Of(u0, Math.Min(units, u0 + ChunkUnits), a.C));
+    }
+
+    private static void DeviationsOfBlock<T>(ref BatchNormArgs<T> a, Scratch<T> scratch, int b, long offset, int rows, Chunk<T> chunk)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+            scratch.Hi[j] = chunk.Load(a.Hi, j);
+        Deviations(a.X + offset, rows, a.C, chunk, scratch.Hi, scratch.SumDy, scratch.SumDyXc);
+        StorePartials(ref a, b, chunk, scratch.SumDy, scratch.SumDyXc);
+    }
+
+    private static void CenteredSquaresOfBlock<T>(ref BatchNormArgs<T> a, Scratch<T> scratch, int b, long offset, int rows, Chunk<T> chunk)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var squares = (SquaredDeviation<T>*)scratch.Terms;
+        for (int j = 0; j < chunk.Count; j++)
+        {
+            var (hi, lo) = BatchNormFormulas.Split<T>(chunk.Load(a.Mean, j));
+            squares[j] = new SquaredDeviation<T>(hi, lo);
+        }
+        Sum(a.X + offset, rows, a.C, chunk, squares, scratch.Sums);
+        for (int j = 0; j < chunk.Count; j++)
+            chunk.Store(scratch.Sums[j], a.PartialA + (long)b * a.C, j);
+    }
+
+    private static void GradientSumsOfBlock<T>(ref BatchNormArgs<T> a, Scratch<T> scratch, int b, long offset, int rows, Chunk<T> chunk)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+        {
+            scratch.Hi[j] = chunk.Load(a.Hi, j);
+            scratch.Lo[j] = chunk.Load(a.Lo, j);
+        }
+        SumGradients(a.X + offset, a.DY + offset, rows, a.C, chunk, scratch.Hi, scratch.Lo, scratch.SumDy, scratch.SumDyXc);
+        StorePartials(ref a, b, chunk, scratch.SumDy, scratch.SumDyXc);
+    }
+
+    // Block b's two sums of each unit of the chunk into PartialA and PartialB.
+    private static void StorePartials<T>(ref BatchNormArgs<T> a, int b, Chunk<T> chunk, DoubleLanes* sumA, DoubleLanes* sumB)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int j = 0; j < chunk.Count; j++)
+        {
+            chunk.Store(sumA[j], a.PartialA + (long)b * a.C, j);
+            chunk.Store(sumB[j], a.PartialB + (long)b * a.C, j);
+        }
     }
 
     /// <summary>dx = scale·(dy − meanDy − ((x − hi) − lo)·k) over rows <c>[first, end)</c>, in memory order, with the per-channel
