@@ -62,15 +62,7 @@ internal static unsafe class BatchNormPlanes
             var (mean, m2) = Moments(a.X, n, c, s, ch);
             double invStd = BatchNormFormulas.InvStd(m2, (double)n * s, a.Eps);
             var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(mean, invStd, a.GammaOf(ch), a.BetaOf(ch));
-            var normalized = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
-            for (int i = 0; i < n; i++)
-            {
-                long at = ((long)i * c + ch) * s;
-                if (a.Streaming)
-                    Centered.MapStreaming(a.Y + at, a.X + at, a.X + at, s, normalized);
-                else
-                    Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
-            }
+            MapChannel(ref a, ch, a.X, new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift)));
             a.Mean[ch] = mean;
             a.M2[ch] = m2;
             a.InvStd[ch] = invStd;
@@ -82,18 +74,32 @@ internal static unsafe class BatchNormPlanes
     /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
     public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (a.Streaming)
+        {
+            NormalizePlanes(ref a, first, end, streaming: true);
+            Centered.Fence();
+        }
+        else
+        {
+            NormalizePlanes(ref a, first, end, streaming: false);
+        }
+    }
+
+    // The plane loop of NormalizeRange, with the kind of store fixed for the whole loop (a branch per plane kept the
+    // maps from inlining, which costs planes of 8×8 values a call each).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void NormalizePlanes<T>(ref BatchNormArgs<T> a, int first, int end, bool streaming) where T : unmanaged, IFloatingPointIeee754<T>
+    {
         int c = a.C, s = a.S;
         for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
         {
             var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
             long at = (long)plane * s;
-            if (a.Streaming)
+            if (streaming)
                 Centered.MapStreaming(a.Y + at, a.X + at, a.X + at, s, normalized);
             else
                 Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
         }
-        if (a.Streaming)
-            Centered.Fence();
     }
 
     /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
@@ -130,34 +136,36 @@ internal static unsafe class BatchNormPlanes
     private static void MapInputGradient<T>(ref BatchNormArgs<T> a, int ch, Vector256<T> hi, Vector256<T> lo, double sumDy, double sumDyXc, double m)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int n = a.N, c = a.C, s = a.S;
         var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy, sumDyXc, m);
-        var gradient = new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k));
-        for (int i = 0; i < n; i++)
-        {
-            long at = ((long)i * c + ch) * s;
-            if (a.Streaming)
-                Centered.MapStreaming(a.Y + at, a.X + at, a.DY + at, s, gradient);
-            else
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
-        }
+        MapChannel(ref a, ch, a.DY, new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k)));
+    }
+
+    // y = f(x, second) over the planes of channel ch, with non-temporal stores when the output streams; one loop per
+    // kind of store, so that each inlines its map.
+    private static void MapChannel<T, TMap>(ref BatchNormArgs<T> a, int ch, T* second, TMap f)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>
+    {
+        int n = a.N, s = a.S;
+        long stride = (long)a.C * s, at = (long)ch * s;
+        if (a.Streaming)
+            for (int i = 0; i < n; i++, at += stride)
+                Centered.MapStreaming(a.Y + at, a.X + at, second + at, s, f);
+        else
+            for (int i = 0; i < n; i++, at += stride)
+                Centered.Map(a.Y + at, a.X + at, second + at, s, f);
     }
 
     /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
     public static void BackwardFixedStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int n = a.N, c = a.C, s = a.S;
         for (int ch = first; ch < end; ch++)
         {
             if (a.DGamma != null || a.DBeta != null)
                 GradientSums(ref a, ch);
-            var scaled = new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch])));
-            for (int i = 0; i < n; i++)
-            {
-                long at = ((long)i * c + ch) * s;
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, scaled);
-            }
+            MapChannel(ref a, ch, a.DY, new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch]))));
         }
+        if (a.Streaming)
+            Centered.Fence();
     }
 
     // Σdy and Σdy·(x − μ) of channel ch; accumulates dβ += Σdy and dγ += Σdy·x̂.
