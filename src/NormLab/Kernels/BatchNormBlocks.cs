@@ -127,17 +127,15 @@ internal static unsafe class BatchNormBlocks
         }
     }
 
-    // One plane's mean and M2 in one pass around its first value: M2 = Σd² − (Σd)²/s. The difference magnifies the
-    // rounding of Σd² by Σd²/M2 = 1 + (mean − first)²/variance, so a plane whose first value lies more than about 2.6σ
-    // from its mean (a magnification above 8; 1 % of Gaussian planes) is summed again around its mean. Planes whose
-    // float sums overflow are summed again in double.
+    // One plane's mean and M2 in one pass around its first value, again around its mean where that lost bits
+    // (BatchNormFormulas.FromDeviations), and in double where the float sums overflow.
     private static (double Mean, double M2) PlaneMoments<T>(T* x, int s) where T : unmanaged, IFloatingPointIeee754<T>
     {
         T shift = *x;
         var (sum, squares) = Centered.Deviations(x, s, Vector256.Create(shift));
-        double total = DoubleLanes.Widen(sum).Total, totalSquares = DoubleLanes.Widen(squares).Total;
-        double mean = Lanes.ToDouble(shift) + total / s, m2 = totalSquares - total * (total / s);
-        if (!(m2 >= totalSquares / 8))
+        var (mean, m2, sumAgain) = BatchNormFormulas.FromDeviations(Lanes.ToDouble(shift), DoubleLanes.Widen(sum).Total,
+            DoubleLanes.Widen(squares).Total, s);
+        if (sumAgain)
         {
             var (hi, lo) = Centered.Split<T>(mean);
             m2 = DoubleLanes.Widen(Centered.Sum(x, s, new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo)))).Total;

@@ -60,6 +60,21 @@ internal static class BatchNormFormulas
     /// <summary>invStd = 1/√(var + eps) from the biased variance var = M2/count.</summary>
     public static double InvStd(double m2, double count, double eps) => 1.0 / Math.Sqrt(m2 / count + eps);
 
+    /// <summary>
+    /// The one-pass statistics sum deviations d = x − shift around a shift taken from the data; M2 = Σd² − (Σd)²/m then
+    /// magnifies the rounding of Σd² by Σd²/M2 = 1 + (mean − shift)²/variance. Above this (a shift about 2.6σ from the
+    /// mean; 1 % of Gaussian samples) the kernels sum again around the mean.
+    /// </summary>
+    public const double MaxMagnification = 8;
+
+    /// <summary>Mean and M2 of <paramref name="count"/> values from Σd and Σd² around <paramref name="shift"/>, and whether the
+    /// difference magnified rounding beyond <see cref="MaxMagnification"/> (or the sums are not finite): sum again then.</summary>
+    public static (double Mean, double M2, bool SumAgain) FromDeviations(double shift, double sum, double squares, double count)
+    {
+        double m2 = squares - sum * (sum / count);
+        return (shift + sum / count, m2, !(m2 >= squares / MaxMagnification));
+    }
+
     /// <summary>Constants of <see cref="InputGradient{T}"/> for one channel: scale = γ·invStd, meanDy = Σdy/m, k = invStd²·Σdy·(x − μ)/m.</summary>
     public static (T Scale, T MeanDy, T K) Gradient<T>(double invStd, double gamma, double sumDy, double sumDyXc, double m)
         where T : unmanaged, IFloatingPointIeee754<T> =>

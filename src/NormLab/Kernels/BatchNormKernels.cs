@@ -62,7 +62,7 @@ public static unsafe class BatchNormKernels
     {
         int blocks = s > 1 ? BatchNormBlocks.Blocks(n) : BatchNormRows.RowBlocks(n);
         double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c);
-        T[] shifts = ArrayPool<T>.Shared.Rent(c);
+        T[]? shifts = s == 1 ? ArrayPool<T>.Shared.Rent(c) : null; // one per channel for the row blocks
         fixed (T* px = x, pShifts = shifts)
         fixed (double* pMean = mean, pM2 = m2, pPartials = partials)
         {
@@ -80,12 +80,13 @@ public static unsafe class BatchNormKernels
                 RowBlockMoments(ref args, blocks);
             }
         }
-        ArrayPool<T>.Shared.Return(shifts);
+        if (shifts is not null)
+            ArrayPool<T>.Shared.Return(shifts);
         ArrayPool<double>.Shared.Return(partials);
     }
 
-    // [n, c] moments from the row blocks' sums of deviations around each channel's shift: M2 = Σd² − (Σd)²/n, summed again
-    // around the means when a shift lies far from its mean (see BatchNormRows.Moments), and in double where floats overflow.
+    // [n, c] moments from the row blocks' sums of deviations around each channel's shift, summed again around the means
+    // when a shift lies far from its mean (BatchNormFormulas.FromDeviations), and in double where floats overflow.
     private static void RowBlockMoments<T>(ref BatchNormArgs<T> a, int blocks) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = a.N, c = a.C;
@@ -96,10 +97,8 @@ public static unsafe class BatchNormKernels
         bool centerAgain = false;
         for (int ch = 0; ch < c; ch++)
         {
-            double sum = a.Mean[ch], squares = a.M2[ch];
-            a.Mean[ch] = Lanes.ToDouble(a.Hi[ch]) + sum / n;
-            a.M2[ch] = squares - sum * (sum / n);
-            centerAgain |= !(a.M2[ch] >= squares / 8);
+            (a.Mean[ch], a.M2[ch], bool sumAgain) = BatchNormFormulas.FromDeviations(Lanes.ToDouble(a.Hi[ch]), a.Mean[ch], a.M2[ch], n);
+            centerAgain |= sumAgain;
         }
         if (centerAgain)
         {

@@ -14,11 +14,10 @@ namespace NormLab.Kernels;
 /// </remarks>
 internal static unsafe class BatchNormPlanes
 {
-    /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in one pass around the channel's first value:
-    /// M2 = Σd² − (Σd)²/m. The difference magnifies the rounding of Σd² by 1 + (mean − first)²/variance, so a channel whose
-    /// first value lies more than about 2.6σ from its mean is summed again around its mean (no E[x²] − E[x]² cancellation
-    /// either way). A channel whose per-lane sums overflow T (squares of values near 1e18 over a large plane) is summed
-    /// again in double (<see cref="WideMoments"/>).</summary>
+    /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in one pass around the channel's first value,
+    /// and again around its mean where that pass lost bits (<see cref="BatchNormFormulas.FromDeviations"/>). A channel whose
+    /// per-lane sums overflow T (squares of values near 1e18 over a large plane) is summed again in double
+    /// (<see cref="WideMoments"/>).</summary>
     public static (double Mean, double M2) Moments<T>(T* x, int n, int c, int s, int ch) where T : unmanaged, IFloatingPointIeee754<T>
     {
         long stride = (long)c * s;
@@ -33,9 +32,8 @@ internal static unsafe class BatchNormPlanes
             sum.Add(planeSum);
             squares.Add(planeSquares);
         }
-        double count = (double)n * s, total = sum.Total, totalSquares = squares.Total;
-        double mean = Lanes.ToDouble(shift) + total / count, m2 = totalSquares - total * (total / count);
-        if (!(m2 >= totalSquares / 8))
+        var (mean, m2, sumAgain) = BatchNormFormulas.FromDeviations(Lanes.ToDouble(shift), sum.Total, squares.Total, (double)n * s);
+        if (sumAgain)
         {
             var (hi, lo) = Centered.Split<T>(mean);
             var squared = new SquaredDeviation<T>(Vector256.Create(hi), Vector256.Create(lo));

@@ -152,9 +152,9 @@ internal static unsafe partial class BatchNormRows
         }
     }
 
-    // Mean and M2 of a chunk's channels in one pass around a shift per channel (Shift): M2 = Σd² − (Σd)²/n. The difference
-    // magnifies the rounding of Σd² by 1 + (mean − shift)²/variance, so a chunk with a channel whose shift lies more than
-    // about 2.6σ from its mean is summed again around the means. A channel whose runs of squares overflow T (values near
+    // Mean and M2 of a chunk's channels in one pass around a shift per channel (Shift), lane by lane as
+    // BatchNormFormulas.FromDeviations computes them; a chunk with a channel whose shift lies far from its mean is summed
+    // again around the means. A channel whose runs of squares overflow T (values near
     // 1e19 in float) is summed again in double (WideMoments).
     private static void Moments<T>(ref BatchNormArgs<T> a, Chunk<T> chunk, Scratch<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -168,7 +168,7 @@ internal static unsafe partial class BatchNormRows
             DoubleLanes sum = scratch.SumDy[j], squares = scratch.SumDyXc[j];
             chunk.Store(DoubleLanes.Widen(scratch.Hi[j]) + sum / a.N, a.Mean, j);
             chunk.Store(squares - sum * (sum / a.N), a.M2, j);
-            (squares / 8).Store(limit, chunk.Width(j));
+            (squares / BatchNormFormulas.MaxMagnification).Store(limit, chunk.Width(j));
             for (int lane = 0; lane < chunk.Width(j); lane++)
                 centerAgain |= !(a.M2[chunk.Channel(j, lane)] >= limit[lane]);
         }
