@@ -17,6 +17,11 @@ public class ConvTests
         { 1, 3, 2, 5, 5, 1, 1, 2, 0 },   // 1×1 with stride: goes through im2col
         { 2, 2, 2, 3, 4, 1, 1, 1, 1 },   // 1×1 with padding: a border of pure bias
         { 1, 1, 1, 6, 6, 4, 4, 3, 2 },   // padding 2, stride 3
+        { 2, 3, 2, 5, 9, 3, 3, 1, 1 },   // "same" width with stride 1: the shifted runs of im2col and col2im
+        { 1, 2, 2, 6, 8, 5, 5, 1, 2 },   // the same with a 5×5 kernel: shifts of two columns and rows
+        { 1, 2, 2, 4, 10, 1, 3, 1, 1 },  // a shifted run whose first and last rows read the padding (OH = H + 2)
+        { 1, 2, 2, 7, 8, 5, 3, 1, 1 },   // a shifted run over fewer rows than the plane (OH = H − 2)
+        { 1, 2, 2, 1, 4, 3, 3, 1, 1 },   // shifted runs shorter than a vector (one line of 4)
     };
 
     [Theory]

@@ -121,6 +121,11 @@ public static class Conv
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckColumns(col.Length, image.Length, channels, w);
+        if (ShiftedRun<T>.Applies(w))
+        {
+            ShiftedRun<T>.Im2Col(col, image, channels, w);
+            return;
+        }
         int outW = w.OutWidth, cols = w.OutPlaneSize, s = w.Stride;
         int row = 0;
         for (int c = 0; c < channels; c++)
@@ -161,6 +166,11 @@ public static class Conv
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckColumns(col.Length, image.Length, channels, w);
+        if (ShiftedRun<T>.Applies(w))
+        {
+            ShiftedRun<T>.Col2Im(image, col, channels, w);
+            return;
+        }
         int outW = w.OutWidth, cols = w.OutPlaneSize, s = w.Stride;
         int row = 0;
         for (int c = 0; c < channels; c++)
