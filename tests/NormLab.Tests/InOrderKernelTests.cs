@@ -1,10 +1,11 @@
 namespace NormLab.Tests;
 
 /// <summary>
-/// The BN layouts whose training kernels walk memory in order over blocks of samples or rows (planes under a page;
-/// [N, C] batches of 2 MiB or more) against a double-precision reference of the whole step: outputs, running statistics
-/// and all three gradients, on data away from zero. Their double kernels share the formulas checked by finite
-/// differences in <see cref="BatchNormKernelTests"/>; this checks the walks, the block merges and the tails.
+/// The BN layouts whose training kernels walk memory other than one channel at a time, in order over blocks of samples
+/// or rows (planes under a page; [N, C] batches of 2 MiB or more) or a group of channels at a time (short planes, and
+/// batches past 16 MiB), against a double-precision reference of the whole step: outputs, running statistics and all
+/// three gradients, on data away from zero. Their double kernels share the formulas checked by finite differences in
+/// <see cref="BatchNormKernelTests"/>; this checks the walks, the block merges, the groups and the tails.
 /// </summary>
 public class InOrderKernelTests
 {
@@ -13,7 +14,43 @@ public class InOrderKernelTests
         { [2100, 260] },        // 7 blocks of 304 rows and one of 276; 32 vector blocks and 4 single channels
         { [37, 6, 30, 30] },    // 13 blocks of 3 samples and one of 1; planes with a tail
         { [16, 3, 20, 20] },    // 16 blocks of one sample
+        { [20, 512, 20, 21] },  // 17 MB: groups of 5 channels (1,680-byte planes), each thread's last one short
+        { [9, 70, 8, 8] },      // groups of 32 channels of 8×8 planes, and a short one per thread
     };
+
+    [Theory]
+    [InlineData(9, 70, 64)]    // groups of 32 channels
+    [InlineData(20, 40, 420)]  // groups of 5 (planes of 420 values are in-order only in batches under 16 MiB)
+    [InlineData(3, 5, 1500)]   // one channel at a time
+    public void EachChannelGetsTheBitsOfItsOwnBatch(int n, int c, int s)
+    {
+        // A channel's sums run over its planes in sample order whatever group it is walked in, so normalizing the
+        // whole batch gives every channel exactly what normalizing that channel alone gives.
+        var rng = new Rng(12);
+        var x = new float[n * c * s];
+        foreach (ref float v in x.AsSpan())
+            v = (float)(5 + rng.NextGaussian());
+        var y = new float[x.Length];
+        var (mean, m2, invStd) = (new double[c], new double[c], new double[c]);
+        var gamma = Enumerable.Range(0, c).Select(ch => 1 + 0.1f * ch).ToArray();
+        var beta = Enumerable.Range(0, c).Select(ch => -0.2f * ch).ToArray();
+        NormLab.Kernels.BatchNormKernels.ForwardTraining<float>(y, x, gamma, beta, 1e-5, n, c, s, mean, m2, invStd);
+        var dy = x.Select((v, i) => (float)Math.Sin(i)).ToArray();
+        var (dx, dGamma, dBeta) = (new float[x.Length], new float[c], new float[c]);
+        NormLab.Kernels.BatchNormKernels.BackwardBatchStats<float>(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s);
+        for (int ch = 0; ch < c; ch++)
+        {
+            var at = Enumerable.Range(0, n * s).Select(k => (k / s * c + ch) * s + k % s).ToArray();
+            float[] xc = at.Select(i => x[i]).ToArray(), dyc = at.Select(i => dy[i]).ToArray();
+            var (yc, dxc, dGammaC, dBetaC) = (new float[xc.Length], new float[xc.Length], new float[1], new float[1]);
+            var (meanC, m2C, invStdC) = (new double[1], new double[1], new double[1]);
+            NormLab.Kernels.BatchNormKernels.ForwardTraining<float>(yc, xc, [gamma[ch]], [beta[ch]], 1e-5, n, 1, s, meanC, m2C, invStdC);
+            NormLab.Kernels.BatchNormKernels.BackwardBatchStats<float>(dxc, dGammaC, dBetaC, dyc, xc, meanC, invStdC, [gamma[ch]], n, 1, s);
+            Assert.Equal((meanC[0], m2C[0], dGammaC[0], dBetaC[0]), (mean[ch], m2[ch], dGamma[ch], dBeta[ch]));
+            Assert.Equal(yc, at.Select(i => y[i]).ToArray());
+            Assert.Equal(dxc, at.Select(i => dx[i]).ToArray());
+        }
+    }
 
     [Theory]
     [MemberData(nameof(Shapes))]

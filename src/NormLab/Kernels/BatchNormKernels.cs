@@ -54,7 +54,7 @@ public static unsafe class BatchNormKernels
     // Whether the training kernels walk memory in order over fixed blocks of samples (BatchNormBlocks) or of rows
     // (BatchNormRows.Blocks) rather than channel by channel; a choice by shape only, never by thread count.
     private static bool InOrder<T>(int n, int c, int s) where T : unmanaged =>
-        s > 1 ? BatchNormBlocks.Applies<T>(n, s) : BatchNormRows.ByRowBlocks<T>(n, c);
+        s > 1 ? BatchNormBlocks.Applies<T>(n, c, s) : BatchNormRows.ByRowBlocks<T>(n, c);
 
     // Moments walking memory in order: partials per block over the team, merged here in block order.
     private static void InOrderMoments<T>(ReadOnlySpan<T> x, int n, int c, int s, Span<double> mean, Span<double> m2)

@@ -4,9 +4,10 @@ using System.Runtime.Intrinsics;
 namespace NormLab.Kernels;
 
 /// <summary>
-/// BN kernels for the layout [n, c, s] with s &gt; 1: a channel is n planes of s contiguous values. Training walks one
-/// channel at a time, so its planes are still in L2 when the pass after the statistics reads them again; eval has no
-/// reduction and walks memory in order, plane after plane.
+/// BN kernels for the layout [n, c, s] with s &gt; 1: a channel is n planes of s contiguous values. Training walks a group
+/// of channels at a time (<see cref="GroupSize{T}"/>; one channel for planes of a page or more), so that the group's planes
+/// are still in cache when the pass after the statistics reads them again; eval has no reduction and walks memory in
+/// order, plane after plane.
 /// </summary>
 /// <remarks>
 /// Each channel's sums run plane after plane in a fixed order (per lane in T within a plane, in double across planes), so
@@ -14,25 +15,54 @@ namespace NormLab.Kernels;
 /// </remarks>
 internal static unsafe class BatchNormPlanes
 {
-    /// <summary>Mean and M2 = Σ(x − mean)² of channel <paramref name="ch"/>, in one pass around the channel's first value,
-    /// and again around its mean where that pass lost bits (<see cref="BatchNormFormulas.FromDeviations"/>). A channel whose
-    /// per-lane sums overflow T (squares of values near 1e18 over a large plane) is summed again in double
-    /// (<see cref="WideMoments"/>).</summary>
-    public static (double Mean, double M2) Moments<T>(T* x, int n, int c, int s, int ch) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// Channels walked together: enough that a sample's planes of the group are one run of at least <see cref="RunBytes"/>
+    /// (the prefetchers follow a run, while a lone plane of a few hundred bytes starts on a new page every sample), few
+    /// enough that the group stays in cache for the pass after its sums. Planes of a page or more go one channel at a time.
+    /// </summary>
+    public static int GroupSize<T>(int s) where T : unmanaged
+    {
+        long plane = (long)s * sizeof(T);
+        return plane >= 4096 ? 1 : (int)Math.Min(MaxGroup, (RunBytes + plane - 1) / plane);
+    }
+
+    private const int RunBytes = 8192, MaxGroup = 64;
+
+    /// <summary>Mean and M2 = Σ(x − mean)² of channels [c0, c1) into <see cref="BatchNormArgs{T}.Mean"/> and
+    /// <see cref="BatchNormArgs{T}.M2"/>: per channel in one pass around its first value, and again around its mean where
+    /// that pass lost bits (<see cref="BatchNormFormulas.FromDeviations"/>). A channel whose per-lane sums overflow T
+    /// (squares of values near 1e18 over a large plane) is summed again in double (<see cref="WideMoments"/>). Each
+    /// channel adds its planes in sample order, whatever the group, so the bits do not depend on the grouping.</summary>
+    private static void GroupMoments<T>(ref BatchNormArgs<T> a, int c0, int c1) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S, g = c1 - c0;
+        Span<DoubleLanes> sums = stackalloc DoubleLanes[g], squares = stackalloc DoubleLanes[g];
+        Span<T> shifts = stackalloc T[g];
+        sums.Clear();
+        squares.Clear();
+        for (int k = 0; k < g; k++)
+            shifts[k] = a.X[(long)(c0 + k) * s];
+        for (int i = 0; i < n; i++)
+        {
+            T* plane = a.X + ((long)i * c + c0) * s;
+            for (int k = 0; k < g; k++, plane += s)
+            {
+                var (planeSum, planeSquares) = Centered.Deviations(plane, s, Vector256.Create(shifts[k]));
+                sums[k].Add(planeSum);
+                squares[k].Add(planeSquares);
+            }
+        }
+        for (int k = 0; k < g; k++)
+            (a.Mean[c0 + k], a.M2[c0 + k]) = Finish(a.X, n, c, s, c0 + k, shifts[k], sums[k].Total, squares[k].Total);
+    }
+
+    // A channel's moments from its sums of deviations around `shift`.
+    private static (double Mean, double M2) Finish<T>(T* x, int n, int c, int s, int ch, T shift, double sum, double squares)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         long stride = (long)c * s;
         T* first = x + (long)ch * s;
-        T shift = *first;
-        var shiftLanes = Vector256.Create(shift);
-        var sum = new DoubleLanes();
-        var squares = new DoubleLanes();
-        for (int i = 0; i < n; i++)
-        {
-            var (planeSum, planeSquares) = Centered.Deviations(first + i * stride, s, shiftLanes);
-            sum.Add(planeSum);
-            squares.Add(planeSquares);
-        }
-        var (mean, m2, sumAgain) = BatchNormFormulas.FromDeviations(Lanes.ToDouble(shift), sum.Total, squares.Total, (double)n * s);
+        var (mean, m2, sumAgain) = BatchNormFormulas.FromDeviations(Lanes.ToDouble(shift), sum, squares, (double)n * s);
         if (sumAgain)
         {
             var (hi, lo) = Centered.Split<T>(mean);
@@ -47,23 +77,26 @@ internal static unsafe class BatchNormPlanes
 
     public static void MomentsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        for (int ch = first; ch < end; ch++)
-            (a.Mean[ch], a.M2[ch]) = Moments(a.X, a.N, a.C, a.S, ch);
+        for (int c0 = first, g = GroupSize<T>(a.S); c0 < end; c0 += g)
+            GroupMoments(ref a, c0, Math.Min(end, c0 + g));
     }
 
-    /// <summary>Statistics, then y = γ·x̂ + β, channel by channel.</summary>
+    /// <summary>Statistics, then y = γ·x̂ + β, a group of channels at a time (<see cref="GroupSize{T}"/>).</summary>
     public static void ForwardTrainingRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int n = a.N, c = a.C, s = a.S;
-        for (int ch = first; ch < end; ch++)
+        int n = a.N, s = a.S, g = GroupSize<T>(s);
+        Span<Normalized<T>> maps = stackalloc Normalized<T>[g];
+        for (int c0 = first; c0 < end; c0 += g)
         {
-            var (mean, m2) = Moments(a.X, n, c, s, ch);
-            double invStd = BatchNormFormulas.InvStd(m2, (double)n * s, a.Eps);
-            var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(mean, invStd, a.GammaOf(ch), a.BetaOf(ch));
-            MapChannel(ref a, ch, a.X, new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift)));
-            a.Mean[ch] = mean;
-            a.M2[ch] = m2;
-            a.InvStd[ch] = invStd;
+            int c1 = Math.Min(end, c0 + g);
+            GroupMoments(ref a, c0, c1);
+            for (int ch = c0; ch < c1; ch++)
+            {
+                a.InvStd[ch] = BatchNormFormulas.InvStd(a.M2[ch], (double)n * s, a.Eps);
+                var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(a.Mean[ch], a.InvStd[ch], a.GammaOf(ch), a.BetaOf(ch));
+                maps[ch - c0] = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
+            }
+            MapGroup(ref a, c0, c1, a.X, maps);
         }
         if (a.Streaming)
             Centered.Fence();
@@ -100,17 +133,76 @@ internal static unsafe class BatchNormPlanes
         }
     }
 
-    /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
+    /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx (see <see cref="InputGradient{T}"/>), a group of channels at a
+    /// time (<see cref="GroupSize{T}"/>).</summary>
     public static void BackwardBatchStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        int g = GroupSize<T>(a.S);
         double m = (double)a.N * a.S;
-        for (int ch = first; ch < end; ch++)
+        Span<InputGradient<T>> maps = stackalloc InputGradient<T>[g];
+        Span<double> sumDy = stackalloc double[g], sumDyXc = stackalloc double[g];
+        for (int c0 = first; c0 < end; c0 += g)
         {
-            var (hi, lo, sumDy, sumDyXc) = GradientSums(ref a, ch);
-            MapInputGradient(ref a, ch, hi, lo, sumDy, sumDyXc, m);
+            int c1 = Math.Min(end, c0 + g);
+            GroupGradientSums(ref a, c0, c1, sumDy, sumDyXc);
+            for (int ch = c0; ch < c1; ch++)
+            {
+                var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
+                var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy[ch - c0], sumDyXc[ch - c0], m);
+                maps[ch - c0] = new InputGradient<T>(Vector256.Create(hi), Vector256.Create(lo), Vector256.Create(scale),
+                    Vector256.Create(meanDy), Vector256.Create(k));
+            }
+            MapGroup(ref a, c0, c1, a.DY, maps);
         }
         if (a.Streaming)
             Centered.Fence();
+    }
+
+    // Σdy and Σdy·(x − μ) of channels [c0, c1), each adding its planes in sample order; accumulates dβ += Σdy and dγ += Σdy·x̂.
+    private static void GroupGradientSums<T>(ref BatchNormArgs<T> a, int c0, int c1, Span<double> sumDy, Span<double> sumDyXc)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = a.N, c = a.C, s = a.S, g = c1 - c0;
+        Span<DoubleLanes> dySums = stackalloc DoubleLanes[g], dyXcSums = stackalloc DoubleLanes[g];
+        Span<T> his = stackalloc T[g], los = stackalloc T[g];
+        dySums.Clear();
+        dyXcSums.Clear();
+        for (int k = 0; k < g; k++)
+            (his[k], los[k]) = Centered.Split<T>(a.Mean[c0 + k]);
+        for (int i = 0; i < n; i++)
+        {
+            long at = ((long)i * c + c0) * s;
+            for (int k = 0; k < g; k++, at += s)
+            {
+                var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]));
+                dySums[k].Add(dy);
+                dyXcSums[k].Add(dyXc);
+            }
+        }
+        for (int k = 0; k < g; k++)
+        {
+            (sumDy[k], sumDyXc[k]) = (dySums[k].Total, dyXcSums[k].Total);
+            a.AccumulateParameterGradients(c0 + k, sumDy[k], sumDyXc[k]);
+        }
+    }
+
+    // y = f_k(x, second) over the planes of channels [c0, c1), sample after sample (one run of memory per sample), with
+    // non-temporal stores when the output streams; one loop per kind of store, so that each inlines its map.
+    private static void MapGroup<T, TMap>(ref BatchNormArgs<T> a, int c0, int c1, T* second, ReadOnlySpan<TMap> maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>
+    {
+        int n = a.N, s = a.S, g = c1 - c0;
+        long stride = (long)a.C * s;
+        for (int i = 0; i < n; i++)
+        {
+            long at = i * stride + (long)c0 * s;
+            if (a.Streaming)
+                for (int k = 0; k < g; k++, at += s)
+                    Centered.MapStreaming(a.Y + at, a.X + at, second + at, s, maps[k]);
+            else
+                for (int k = 0; k < g; k++, at += s)
+                    Centered.Map(a.Y + at, a.X + at, second + at, s, maps[k]);
+        }
     }
 
     /// <summary>Σdy and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/>, and the parameter gradients.</summary>
