@@ -138,24 +138,69 @@ internal static unsafe class BatchNormPlanes
     public static void BackwardBatchStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int g = GroupSize<T>(a.S);
-        double m = (double)a.N * a.S;
-        Span<InputGradient<T>> maps = stackalloc InputGradient<T>[g];
         Span<double> sumDy = stackalloc double[g], sumDyXc = stackalloc double[g];
         for (int c0 = first; c0 < end; c0 += g)
         {
             int c1 = Math.Min(end, c0 + g);
             GroupGradientSums(ref a, c0, c1, sumDy, sumDyXc);
+            MapInputGradients(ref a, c0, c1, sumDy, sumDyXc, (double)a.N * a.S);
+        }
+        if (a.Streaming)
+            Centered.Fence();
+    }
+
+    /// <summary>Σdy and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/>, and the parameter gradients.</summary>
+    public static void GradientSumsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int c0 = first, g = GroupSize<T>(a.S); c0 < end; c0 += g)
+        {
+            int c1 = Math.Min(end, c0 + g);
+            GroupGradientSums(ref a, c0, c1, new Span<double>(a.SumDy + c0, c1 - c0), new Span<double>(a.SumDyXc + c0, c1 - c0));
+        }
+    }
+
+    /// <summary>dx from the sums in <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/> over <see cref="BatchNormArgs{T}.Count"/> values.</summary>
+    public static void InputGradientRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int c0 = first, g = GroupSize<T>(a.S); c0 < end; c0 += g)
+        {
+            int c1 = Math.Min(end, c0 + g);
+            MapInputGradients(ref a, c0, c1, new Span<double>(a.SumDy + c0, c1 - c0), new Span<double>(a.SumDyXc + c0, c1 - c0), a.Count);
+        }
+    }
+
+    /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
+    public static void BackwardFixedStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int g = GroupSize<T>(a.S);
+        Span<double> sumDy = stackalloc double[g], sumDyXc = stackalloc double[g];
+        Span<ScaledGradient<T>> maps = stackalloc ScaledGradient<T>[g];
+        for (int c0 = first; c0 < end; c0 += g)
+        {
+            int c1 = Math.Min(end, c0 + g);
+            if (a.DGamma != null || a.DBeta != null)
+                GroupGradientSums(ref a, c0, c1, sumDy, sumDyXc);
             for (int ch = c0; ch < c1; ch++)
-            {
-                var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
-                var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy[ch - c0], sumDyXc[ch - c0], m);
-                maps[ch - c0] = new InputGradient<T>(Vector256.Create(hi), Vector256.Create(lo), Vector256.Create(scale),
-                    Vector256.Create(meanDy), Vector256.Create(k));
-            }
+                maps[ch - c0] = new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch])));
             MapGroup(ref a, c0, c1, a.DY, maps);
         }
         if (a.Streaming)
             Centered.Fence();
+    }
+
+    // dx = γ·invStd·(dy − Σdy/m − (x − μ)·k) over the planes of channels [c0, c1), from their sums over m values.
+    private static void MapInputGradients<T>(ref BatchNormArgs<T> a, int c0, int c1, ReadOnlySpan<double> sumDy, ReadOnlySpan<double> sumDyXc,
+        double m) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Span<InputGradient<T>> maps = stackalloc InputGradient<T>[c1 - c0];
+        for (int ch = c0; ch < c1; ch++)
+        {
+            var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
+            var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy[ch - c0], sumDyXc[ch - c0], m);
+            maps[ch - c0] = new InputGradient<T>(Vector256.Create(hi), Vector256.Create(lo), Vector256.Create(scale),
+                Vector256.Create(meanDy), Vector256.Create(k));
+        }
+        MapGroup(ref a, c0, c1, a.DY, maps);
     }
 
     // Σdy and Σdy·(x − μ) of channels [c0, c1), each adding its planes in sample order; accumulates dβ += Σdy and dγ += Σdy·x̂.
@@ -203,80 +248,5 @@ internal static unsafe class BatchNormPlanes
                 for (int k = 0; k < g; k++, at += s)
                     Centered.Map(a.Y + at, a.X + at, second + at, s, maps[k]);
         }
-    }
-
-    /// <summary>Σdy and Σdy·(x − μ) into <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/>, and the parameter gradients.</summary>
-    public static void GradientSumsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        for (int ch = first; ch < end; ch++)
-            (_, _, a.SumDy[ch], a.SumDyXc[ch]) = GradientSums(ref a, ch);
-    }
-
-    /// <summary>dx from the sums in <see cref="BatchNormArgs{T}.SumDy"/>/<see cref="BatchNormArgs{T}.SumDyXc"/> over <see cref="BatchNormArgs{T}.Count"/> values.</summary>
-    public static void InputGradientRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        for (int ch = first; ch < end; ch++)
-        {
-            var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
-            MapInputGradient(ref a, ch, Vector256.Create(hi), Vector256.Create(lo), a.SumDy[ch], a.SumDyXc[ch], a.Count);
-        }
-    }
-
-    // dx = γ·invStd·(dy − Σdy/m − (x − μ)·k) over the planes of channel ch.
-    private static void MapInputGradient<T>(ref BatchNormArgs<T> a, int ch, Vector256<T> hi, Vector256<T> lo, double sumDy, double sumDyXc, double m)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var (scale, meanDy, k) = BatchNormFormulas.Gradient<T>(a.InvStd[ch], a.GammaOf(ch), sumDy, sumDyXc, m);
-        MapChannel(ref a, ch, a.DY, new InputGradient<T>(hi, lo, Vector256.Create(scale), Vector256.Create(meanDy), Vector256.Create(k)));
-    }
-
-    // y = f(x, second) over the planes of channel ch, with non-temporal stores when the output streams; one loop per
-    // kind of store, so that each inlines its map.
-    private static void MapChannel<T, TMap>(ref BatchNormArgs<T> a, int ch, T* second, TMap f)
-        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>
-    {
-        int n = a.N, s = a.S;
-        long stride = (long)a.C * s, at = (long)ch * s;
-        if (a.Streaming)
-            for (int i = 0; i < n; i++, at += stride)
-                Centered.MapStreaming(a.Y + at, a.X + at, second + at, s, f);
-        else
-            for (int i = 0; i < n; i++, at += stride)
-                Centered.Map(a.Y + at, a.X + at, second + at, s, f);
-    }
-
-    /// <summary>dx = dy·γ·invStd, and the parameter gradients.</summary>
-    public static void BackwardFixedStatsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        for (int ch = first; ch < end; ch++)
-        {
-            if (a.DGamma != null || a.DBeta != null)
-                GradientSums(ref a, ch);
-            MapChannel(ref a, ch, a.DY, new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch]))));
-        }
-        if (a.Streaming)
-            Centered.Fence();
-    }
-
-    // Σdy and Σdy·(x − μ) of channel ch; accumulates dβ += Σdy and dγ += Σdy·x̂.
-    private static (Vector256<T> Hi, Vector256<T> Lo, double SumDy, double SumDyXc) GradientSums<T>(ref BatchNormArgs<T> a, int ch)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        int n = a.N, c = a.C, s = a.S;
-        var (hi, lo) = Centered.Split<T>(a.Mean[ch]);
-        var vhi = Vector256.Create(hi);
-        var vlo = Vector256.Create(lo);
-        var sumDy = new DoubleLanes();
-        var sumDyXc = new DoubleLanes();
-        for (int i = 0; i < n; i++)
-        {
-            long at = ((long)i * c + ch) * s;
-            var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, vhi, vlo);
-            sumDy.Add(dy);
-            sumDyXc.Add(dyXc);
-        }
-        double totalDy = sumDy.Total, totalDyXc = sumDyXc.Total;
-        a.AccumulateParameterGradients(ch, totalDy, totalDyXc);
-        return (vhi, vlo, totalDy, totalDyXc);
     }
 }
