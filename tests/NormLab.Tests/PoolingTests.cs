@@ -93,6 +93,29 @@ public class PoolingTests
         GradCheck.Module(new GlobalAvgPool2d(), TensorAssert.Randn(27, 2, 3, h, w));
     }
 
+    [Theory]
+    [InlineData(3, 8, 8)]
+    [InlineData(2, 9, 11)]    // a last row and column no window covers
+    [InlineData(4, 28, 28)]   // the CNN's first pooling: 14 windows a row, the last group of four overlapping
+    [InlineData(1, 7, 13)]
+    public void FloatMaxBackwardRoutesEachGradientToItsArgmaxAndZeroesTheRest(int planes, int h, int w)
+    {
+        // The 2×2, stride-2 backward writes every input once (no clear and scatter): check each value against the scatter,
+        // over a dx full of NaN, so that an input it skipped would show.
+        var win = new Window2d(h, w, 2, 2, 2, 0);
+        var rng = new Rng(28);
+        var x = Enumerable.Range(0, planes * h * w).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var dy = Enumerable.Range(0, planes * win.OutPlaneSize).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var (y, argmax) = (new float[dy.Length], new int[dy.Length]);
+        Pooling.MaxForward<float>(y, argmax, x, planes, win);
+        var dx = Enumerable.Repeat(float.NaN, x.Length).ToArray();
+        Pooling.MaxBackward<float>(dx, dy, argmax, planes, win);
+        var expected = new float[x.Length];
+        for (int o = 0; o < dy.Length; o++)
+            expected[o / win.OutPlaneSize * win.PlaneSize + argmax[o]] = dy[o];
+        Assert.Equal(expected, dx);
+    }
+
     [Fact]
     public void MaxPoolForwardAndBackwardOnArange()
     {
