@@ -13,12 +13,15 @@ using Perfolizer.Horology;
 
 namespace NormLab.Benchmarks;
 
-/// <summary>One measured figure: a workload on one side at one thread count.</summary>
-public sealed record Result(string Side, string Workload, int Threads, string Malloc, double MedianMs, double OtherLoad, long? AllocatedBytes);
+/// <summary>One measured figure: a workload on one side at one thread count, in one round of the comparison.</summary>
+public sealed record Result(string Side, string Workload, int Threads, string Malloc, double MedianMs, double OtherLoad, long? AllocatedBytes,
+    int Round = 0);
 
 /// <summary>
 /// NormLab and PyTorch side by side: for each group of workloads, NormLab under BenchmarkDotNet, then the PyTorch peer on
 /// the same workloads, group after group, so that both sides of a row run minutes apart at most on this noisy machine.
+/// With <c>--rounds R</c> the compared groups run R times over, and each row reports the median of its R speedups and
+/// their range: the machine's speed drifts over minutes, and one round's verdict on a row near its target is a coin toss.
 /// Writes docs/benchmarks.md (the table) and docs/benchmarks.json (every figure).
 /// </summary>
 public static class Compare
@@ -32,6 +35,7 @@ public static class Compare
         string output = Path.Combine(root, "docs");
         var groups = Groups.ToList();
         bool quick = false;
+        int rounds = 1;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -40,6 +44,8 @@ public static class Compare
                 case "--out": output = args[++i]; break;
                 case "--groups": groups = args[++i].Split(',').ToList(); break;
                 case "--quick": quick = true; break;
+                case "--rounds" when i + 1 < args.Length && int.TryParse(args[i + 1], out rounds) && rounds >= 1: i++; break;
+                case "--rounds": Console.Error.WriteLine("compare: --rounds takes a whole number of at least 1"); return 2;
                 default: Console.Error.WriteLine($"compare: unknown option {args[i]}"); return 2;
             }
         }
@@ -49,18 +55,23 @@ public static class Compare
             return 2;
         }
         var results = new List<Result>();
-        foreach (var group in groups)
-        {
-            results.AddRange(RunNormLab(group, quick));
-            if (group is "stream" or "fold" or "family") // NormLab only: the roofline, folding BN and the norm family (issue 6)
-                continue;
-            foreach (int threads in new[] { 1, 2 })
+        // NormLab only, once: the roofline first, folding BN and the norm family (issue 6) last.
+        static bool Alone(string group) => group is "stream" or "fold" or "family";
+        foreach (var group in groups.Where(g => g == "stream"))
+            results.AddRange(RunNormLab(group, quick, 0));
+        for (int round = 0; round < rounds; round++)
+            foreach (var group in groups.Where(g => !Alone(g)))
             {
-                results.AddRange(RunPeer(peer, group, threads, "reuse", quick));
-                if (group.StartsWith("bn", StringComparison.Ordinal))
-                    results.AddRange(RunPeer(peer, group, threads, "default", quick));
+                results.AddRange(RunNormLab(group, quick, round));
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    results.AddRange(RunPeer(peer, group, threads, "reuse", quick, round));
+                    if (group.StartsWith("bn", StringComparison.Ordinal))
+                        results.AddRange(RunPeer(peer, group, threads, "default", quick, round));
+                }
             }
-        }
+        foreach (var group in groups.Where(g => Alone(g) && g != "stream"))
+            results.AddRange(RunNormLab(group, quick, 0));
         Directory.CreateDirectory(output);
         File.WriteAllText(Path.Combine(output, "benchmarks.json"), JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
         string table = Report.Markdown(results);
@@ -69,7 +80,7 @@ public static class Compare
         return 0;
     }
 
-    private static IEnumerable<Result> RunNormLab(string group, bool quick)
+    private static IEnumerable<Result> RunNormLab(string group, bool quick, int round)
     {
         var type = group switch
         {
@@ -87,7 +98,7 @@ public static class Compare
             .WithIterationTime(TimeInterval.FromMilliseconds(quick ? 25 : 100));
         var config = ManualConfig.CreateEmpty().AddJob(job).AddDiagnoser(MemoryDiagnoser.Default).AddLogger(NullLogger.Instance)
             .AddColumnProvider(DefaultColumnProviders.Instance).WithArtifactsPath(Path.Combine(Path.GetTempPath(), "normlab-bdn"));
-        Console.Error.WriteLine($"NormLab: {group} ...");
+        Console.Error.WriteLine($"NormLab: {group}, round {round + 1} ...");
         var before = CpuSample.Now();
         var summary = BenchmarkRunner.Run(type, config);
         double load = CpuSample.OtherLoad(before, CpuSample.Now());
@@ -97,13 +108,13 @@ public static class Compare
                 continue;
             var p = report.BenchmarkCase.Parameters;
             yield return new Result("normlab", (string)p["Workload"], (int)p["Threads"], "", stats.Median / 1e6, load,
-                report.GcStats.GetBytesAllocatedPerOperation(report.BenchmarkCase));
+                report.GcStats.GetBytesAllocatedPerOperation(report.BenchmarkCase), round);
         }
     }
 
-    private static IEnumerable<Result> RunPeer(string peer, string group, int threads, string malloc, bool quick)
+    private static IEnumerable<Result> RunPeer(string peer, string group, int threads, string malloc, bool quick, int round)
     {
-        Console.Error.WriteLine($"PyTorch: {group}, {threads} thread(s), malloc {malloc} ...");
+        Console.Error.WriteLine($"PyTorch: {group}, {threads} thread(s), malloc {malloc}, round {round + 1} ...");
         var psi = new ProcessStartInfo(peer) { RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in new[] { "bench", "--threads", threads.ToString(CultureInfo.InvariantCulture), "--group", group, "--malloc", malloc,
             "--seconds", quick ? "0.3" : "1.5" })
@@ -121,7 +132,7 @@ public static class Compare
         {
             using var doc = JsonDocument.Parse(line);
             var r = doc.RootElement;
-            yield return new Result("pytorch", r.GetProperty("workload").GetString()!, threads, malloc, r.GetProperty("median_ms").GetDouble(), load, null);
+            yield return new Result("pytorch", r.GetProperty("workload").GetString()!, threads, malloc, r.GetProperty("median_ms").GetDouble(), load, null, round);
         }
     }
 

@@ -43,14 +43,14 @@ internal readonly ref struct ShiftedRun<T> where T : unmanaged, IFloatingPointIe
 
     public static void Im2Col(Span<T> col, ReadOnlySpan<T> image, int channels, Window2d w)
     {
-        int plane = w.PlaneSize, rows = w.OutPlaneSize;
+        int plane = w.PlaneSize, positions = w.OutPlaneSize;
         Span<T> reads = stackalloc T[w.Width + Lanes];
         for (int i = 0; i < w.KernelHeight; i++)
             for (int j = 0; j < w.KernelWidth; j++)
             {
                 var run = new ShiftedRun<T>(w, i, j, reads);
                 for (int c = 0; c < channels; c++)
-                    run.Copy(col.Slice(((c * w.KernelHeight + i) * w.KernelWidth + j) * rows, rows), image.Slice(c * plane, plane));
+                    run.Copy(col.Slice(((c * w.KernelHeight + i) * w.KernelWidth + j) * positions, positions), image.Slice(c * plane, plane));
             }
     }
 
@@ -58,14 +58,14 @@ internal readonly ref struct ShiftedRun<T> where T : unmanaged, IFloatingPointIe
     /// so every pixel sums the same values in the same order.</remarks>
     public static void Col2Im(Span<T> image, ReadOnlySpan<T> col, int channels, Window2d w)
     {
-        int plane = w.PlaneSize, rows = w.OutPlaneSize;
+        int plane = w.PlaneSize, positions = w.OutPlaneSize;
         Span<T> reads = stackalloc T[w.Width + Lanes];
         for (int i = 0; i < w.KernelHeight; i++)
             for (int j = 0; j < w.KernelWidth; j++)
             {
                 var run = new ShiftedRun<T>(w, i, j, reads);
                 for (int c = 0; c < channels; c++)
-                    run.AddTo(image.Slice(c * plane, plane), col.Slice(((c * w.KernelHeight + i) * w.KernelWidth + j) * rows, rows));
+                    run.AddTo(image.Slice(c * plane, plane), col.Slice(((c * w.KernelHeight + i) * w.KernelWidth + j) * positions, positions));
             }
     }
 
