@@ -4,39 +4,45 @@ using NormLab.Kernels;
 namespace NormLab.Tests;
 
 /// <summary>
-/// The non-temporal map of the BN kernels (outputs of 32 MiB or more): the same bits as the plain map at every plane
-/// length and alignment, nothing written outside the plane, and a layer that large against a double reference.
+/// The non-temporal map of the BN kernels (large outputs): the same bits as the plain map over runs of planes at every
+/// plane length and alignment, nothing written outside the run, and a layer that large against a double reference.
 /// </summary>
 public class StreamingStoreTests
 {
     [Fact]
     public unsafe void StreamingMapWritesThePlainMapsBitsAndNothingElse()
     {
+        // Runs of 1 to 5 planes, each with its own map, at every plane length from a line up and every alignment: the
+        // vectors that straddle two planes blend their maps, and the run's ends take plain stores.
         const int guard = 64;
-        var x = new float[2 * guard + 600];
+        var x = new float[2 * guard + 5 * 257 + 16];
         var rng = new Rng(5);
         for (int i = 0; i < x.Length; i++)
             x[i] = (float)(3 + rng.NextGaussian());
-        var map = new Normalized<float>(Vector256.Create(3.25f), Vector256.Create(1.5f), Vector256.Create(-0.5f));
+        var maps = Enumerable.Range(0, 5).Select(k =>
+            new Normalized<float>(Vector256.Create(3.25f + k), Vector256.Create(1.5f - 0.25f * k), Vector256.Create(-0.5f + k))).ToArray();
         var plain = new float[x.Length];
         var streamed = new float[x.Length];
         fixed (float* px = x, pPlain = plain, pStreamed = streamed)
-            foreach (int s in new[] { 1, 7, 8, 9, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 196, 257, 512 })
-                for (int offset = 0; offset < 16; offset++)
-                {
-                    Array.Fill(plain, float.NaN);
-                    Array.Fill(streamed, float.NaN);
-                    int at = guard + offset;
-                    Centered.Map(pPlain + at, px + at, px + at, s, map);
-                    Centered.MapStreaming(pStreamed + at, px + at, px + at, s, map);
-                    Centered.Fence();
-                    for (int i = 0; i < x.Length; i++)
+            foreach (int planes in new[] { 1, 2, 3, 5 })
+                foreach (int s in new[] { 16, 17, 23, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 196, 257 })
+                    for (int offset = 0; offset < 16; offset++)
                     {
-                        bool inside = i >= at && i < at + s;
-                        Assert.True(inside ? BitConverter.SingleToInt32Bits(streamed[i]) == BitConverter.SingleToInt32Bits(plain[i]) : float.IsNaN(streamed[i]),
-                            $"s = {s}, offset {offset}: value {i - at} is {streamed[i]}, plain {plain[i]}");
+                        Array.Fill(plain, float.NaN);
+                        Array.Fill(streamed, float.NaN);
+                        int at = guard + offset;
+                        for (int k = 0; k < planes; k++)
+                            Centered.Map(pPlain + at + k * s, px + at + k * s, px + at + k * s, s, maps[k]);
+                        Centered.MapStreaming<float, Normalized<float>, PlaneMaps<Normalized<float>>>(pStreamed + at, px + at, px + at, planes, s,
+                            new PlaneMaps<Normalized<float>>(maps));
+                        Centered.Fence();
+                        for (int i = 0; i < x.Length; i++)
+                        {
+                            bool inside = i >= at && i < at + planes * s;
+                            Assert.True(inside ? BitConverter.SingleToInt32Bits(streamed[i]) == BitConverter.SingleToInt32Bits(plain[i]) : float.IsNaN(streamed[i]),
+                                $"{planes} planes of {s}, offset {offset}: value {i - at} is {streamed[i]}, plain {plain[i]}");
+                        }
                     }
-                }
     }
 
     [Fact]

@@ -23,7 +23,7 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     /// <summary>Per-channel constants of <see cref="InputGradient{T}"/> (with <see cref="Hi"/>) for the in-order backward.</summary>
     public T* Lo, Scale, MeanDy, K;
     public int N, C, S;
-    /// <summary>Whether maps write whole lines with non-temporal stores (<see cref="Centered.MapStreaming{T, TMap}"/>).</summary>
+    /// <summary>Whether maps write whole lines with non-temporal stores (<see cref="Centered.MapStreaming{T, TMap, TMaps}"/>).</summary>
     public bool Streaming;
     public double Eps;
 

@@ -16,6 +16,20 @@ internal interface IMap<T> where T : unmanaged
     Vector256<T> Of(Vector256<T> x, Vector256<T> dy);
 }
 
+/// <summary>The map of each plane of a run of planes (<see cref="Centered.MapStreaming{T, TMap, TMaps}"/>).</summary>
+internal interface IPlaneMaps<TMap>
+{
+    TMap Plane(int k);
+}
+
+/// <summary>Plane k of a run maps with <c>maps[k]</c>.</summary>
+internal readonly ref struct PlaneMaps<TMap>(ReadOnlySpan<TMap> maps) : IPlaneMaps<TMap>
+{
+    private readonly ReadOnlySpan<TMap> _maps = maps;
+
+    public TMap Plane(int k) => _maps[k];
+}
+
 /// <summary>
 /// The BN formulas per element, on vectors of values of one channel (broadcast constants) or of one block of channels
 /// (one constant per lane). The mean μ travels as hi + lo (<see cref="Centered.Split{T}"/>): x − hi is exact for x near

@@ -105,31 +105,32 @@ internal static unsafe class BatchNormPlanes
     /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
     public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        int c = a.C, s = a.S;
         if (a.Streaming)
         {
-            NormalizePlanes(ref a, first, end, streaming: true);
+            // The planes of a range are one run of memory: streamed whole, across the planes' boundaries.
+            long at = (long)first * s;
+            Centered.MapStreaming<T, Normalized<T>, ChannelMaps<T>>(a.Y + at, a.X + at, a.X + at, end - first, s,
+                new ChannelMaps<T>(a.Hi, a.Alpha, a.Shift, c, first));
             Centered.Fence();
+            return;
         }
-        else
-        {
-            NormalizePlanes(ref a, first, end, streaming: false);
-        }
-    }
-
-    // The plane loop of NormalizeRange, with the kind of store fixed for the whole loop (a branch per plane kept the
-    // maps from inlining, which costs planes of 8×8 values a call each).
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void NormalizePlanes<T>(ref BatchNormArgs<T> a, int first, int end, bool streaming) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        int c = a.C, s = a.S;
         for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
         {
             var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
             long at = (long)plane * s;
-            if (streaming)
-                Centered.MapStreaming(a.Y + at, a.X + at, a.X + at, s, normalized);
-            else
-                Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+            Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+        }
+    }
+
+    // Plane k of a run from plane `first` on normalizes with the constants of its channel.
+    private readonly struct ChannelMaps<T>(T* hi, T* alpha, T* shift, int c, int first) : IPlaneMaps<Normalized<T>>
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public Normalized<T> Plane(int k)
+        {
+            int ch = (first + k) % c;
+            return new Normalized<T>(Vector256.Create(hi[ch]), Vector256.Create(alpha[ch]), Vector256.Create(shift[ch]));
         }
     }
 
@@ -232,7 +233,7 @@ internal static unsafe class BatchNormPlanes
     }
 
     // y = f_k(x, second) over the planes of channels [c0, c1), sample after sample (one run of memory per sample), with
-    // non-temporal stores when the output streams; one loop per kind of store, so that each inlines its map.
+    // non-temporal stores when the output streams.
     private static void MapGroup<T, TMap>(ref BatchNormArgs<T> a, int c0, int c1, T* second, ReadOnlySpan<TMap> maps)
         where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>
     {
@@ -242,8 +243,7 @@ internal static unsafe class BatchNormPlanes
         {
             long at = i * stride + (long)c0 * s;
             if (a.Streaming)
-                for (int k = 0; k < g; k++, at += s)
-                    Centered.MapStreaming(a.Y + at, a.X + at, second + at, s, maps[k]);
+                Centered.MapStreaming<T, TMap, PlaneMaps<TMap>>(a.Y + at, a.X + at, second + at, g, s, new PlaneMaps<TMap>(maps));
             else
                 for (int k = 0; k < g; k++, at += s)
                     Centered.Map(a.Y + at, a.X + at, second + at, s, maps[k]);

@@ -122,12 +122,59 @@ internal static unsafe class Centered
     }
 
     /// <summary>
-    /// <see cref="Map{T, TMap}"/> with non-temporal stores for the whole 64-byte lines of y, plain stores for the partial
-    /// lines at either end: past the last-level cache a plain store first reads its line (a third of the traffic of a map),
-    /// and a line written partly by each kind would be flushed half-full. The caller fences after its last plane
-    /// (<see cref="Fence"/>).
+    /// y = f_k(x, dy) over a run of <paramref name="planes"/> contiguous planes of <paramref name="s"/> values, plane k
+    /// mapped by <c>maps.Plane(k)</c>, with non-temporal stores for every whole 64-byte line of y and plain stores for the
+    /// partial lines at the run's two ends: past the last-level cache a plain store first reads its line (a third of the
+    /// traffic of a map), and a line written partly by each kind is flushed half-full, which is why the run is not cut at
+    /// plane boundaries: a vector that straddles two planes blends the two maps. Planes of at least a line
+    /// (<see cref="StreamsPlanes{T}"/>), so that a vector straddles at most one boundary and each end lies in one plane. The
+    /// caller fences after its last run (<see cref="Fence"/>).
     /// </summary>
-    public static void MapStreaming<T, TMap>(T* y, T* x, T* dy, int s, TMap f)
+    public static void MapStreaming<T, TMap, TMaps>(T* y, T* x, T* dy, int planes, int s, TMaps maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T> where TMaps : IPlaneMaps<TMap>, allows ref struct
+    {
+        if (planes == 1)
+        {
+            MapPlaneStreaming(y, x, dy, s, maps.Plane(0));
+            return;
+        }
+        int w = Vector256<T>.Count, perLine = 64 / sizeof(T);
+        long count = (long)planes * s;
+        int head = (int)((64 - ((nuint)y & 63)) & 63) / sizeof(T);
+        if (count - head < 2 * perLine)
+        {
+            for (int k = 0; k < planes; k++)
+                Map(y + (long)k * s, x + (long)k * s, dy + (long)k * s, s, maps.Plane(k));
+            return;
+        }
+        long end = head + (count - head) / perLine * perLine;
+        var f = maps.Plane(0);
+        MapPart(y, x, dy, 0, head, f);
+        int plane = 0;
+        long i = head, planeEnd = s;
+        while (i < end)
+        {
+            // The vectors wholly inside this plane, then the one that straddles its end, if any.
+            i = MapAligned(y, x, dy, i, Math.Min(planeEnd, end), f);
+            if (i >= end)
+                break;
+            var next = maps.Plane(++plane);
+            if (i < planeEnd)
+            {
+                var (xi, dyi) = (Vector256.Load(x + i), Vector256.Load(dy + i));
+                var fromNext = Lanes.Last<T>(w - (int)(planeEnd - i));
+                Vector256.ConditionalSelect(fromNext, next.Of(xi, dyi), f.Of(xi, dyi)).StoreAlignedNonTemporal(y + i);
+                i += w;
+            }
+            f = next;
+            planeEnd += s;
+        }
+        long last = (long)(planes - 1) * s;
+        MapPart(y + last, x + last, dy + last, (int)(end - last), s, maps.Plane(planes - 1));
+    }
+
+    // MapStreaming of a single plane.
+    private static void MapPlaneStreaming<T, TMap>(T* y, T* x, T* dy, int s, TMap f)
         where T : unmanaged where TMap : struct, IMap<T>
     {
         int w = Vector256<T>.Count, perLine = 64 / sizeof(T);
@@ -144,6 +191,21 @@ internal static unsafe class Centered
         MapPart(y, x, dy, end, s, f);
     }
 
+    // y = f(x, dy) with non-temporal stores for the whole vectors from 32-byte aligned y + i to at most `to`; returns where
+    // it stopped. A method of its own so that the map's constants stay in registers (in the loop of MapStreaming, where
+    // the map changes from plane to plane, they went through the stack for every vector).
+    private static long MapAligned<T, TMap>(T* y, T* x, T* dy, long i, long to, TMap f)
+        where T : unmanaged where TMap : struct, IMap<T>
+    {
+        int w = Vector256<T>.Count;
+        for (; i <= to - w; i += w)
+            f.Of(Vector256.Load(x + i), Vector256.Load(dy + i)).StoreAlignedNonTemporal(y + i);
+        return i;
+    }
+
+    /// <summary>Whether planes of <paramref name="s"/> values can stream (<see cref="MapStreaming{T, TMap, TMaps}"/>): at least a line each.</summary>
+    public static bool StreamsPlanes<T>(int s) where T : unmanaged => (long)s * sizeof(T) >= 64;
+
     // y = f(x, dy) over [from, to), shorter than a line, with plain stores that stay inside it.
     private static void MapPart<T, TMap>(T* y, T* x, T* dy, int from, int to, TMap f)
         where T : unmanaged where TMap : struct, IMap<T>
@@ -155,7 +217,7 @@ internal static unsafe class Centered
             Lanes.StorePartial(f.Of(Lanes.LoadPartial(x + i, to - i), Lanes.LoadPartial(dy + i, to - i)), y + i, to - i);
     }
 
-    /// <summary>Orders the non-temporal stores of <see cref="MapStreaming{T, TMap}"/> before whatever the thread does next.</summary>
+    /// <summary>Orders the non-temporal stores of <see cref="MapStreaming{T, TMap, TMaps}"/> before whatever the thread does next.</summary>
     public static void Fence()
     {
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
