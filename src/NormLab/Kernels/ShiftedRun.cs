@@ -43,31 +43,32 @@ internal readonly ref struct ShiftedRun<T> where T : unmanaged, IFloatingPointIe
 
     public static void Im2Col(Span<T> col, ReadOnlySpan<T> image, int channels, Window2d w)
     {
-        int plane = w.PlaneSize, positions = w.OutPlaneSize;
         Span<T> reads = stackalloc T[w.Width + Lanes];
-        for (int i = 0; i < w.KernelHeight; i++)
-            for (int j = 0; j < w.KernelWidth; j++)
-            {
-                var run = new ShiftedRun<T>(w, i, j, reads);
-                for (int c = 0; c < channels; c++)
-                    run.Copy(col.Slice(((c * w.KernelHeight + i) * w.KernelWidth + j) * positions, positions), image.Slice(c * plane, plane));
-            }
+        for (int tap = 0; tap < w.KernelArea; tap++)
+        {
+            var run = new ShiftedRun<T>(w, tap / w.KernelWidth, tap % w.KernelWidth, reads);
+            for (int c = 0; c < channels; c++)
+                run.Copy(Row(col, w, c * w.KernelArea + tap), image.Slice(c * w.PlaneSize, w.PlaneSize));
+        }
     }
 
     /// <remarks>Tap after tap, channel after channel: each plane still takes its taps in the order of the general col2im,
     /// so every pixel sums the same values in the same order.</remarks>
     public static void Col2Im(Span<T> image, ReadOnlySpan<T> col, int channels, Window2d w)
     {
-        int plane = w.PlaneSize, positions = w.OutPlaneSize;
         Span<T> reads = stackalloc T[w.Width + Lanes];
-        for (int i = 0; i < w.KernelHeight; i++)
-            for (int j = 0; j < w.KernelWidth; j++)
-            {
-                var run = new ShiftedRun<T>(w, i, j, reads);
-                for (int c = 0; c < channels; c++)
-                    run.AddTo(image.Slice(c * plane, plane), col.Slice(((c * w.KernelHeight + i) * w.KernelWidth + j) * positions, positions));
-            }
+        for (int tap = 0; tap < w.KernelArea; tap++)
+        {
+            var run = new ShiftedRun<T>(w, tap / w.KernelWidth, tap % w.KernelWidth, reads);
+            for (int c = 0; c < channels; c++)
+                run.AddTo(image.Slice(c * w.PlaneSize, w.PlaneSize), Row(col, w, c * w.KernelArea + tap));
+        }
     }
+
+    // Row r of the columns: (channel·kh + i)·kw + j, one value per output position.
+    private static Span<T> Row(Span<T> col, Window2d w, int r) => col.Slice(r * w.OutPlaneSize, w.OutPlaneSize);
+
+    private static ReadOnlySpan<T> Row(ReadOnlySpan<T> col, Window2d w, int r) => col.Slice(r * w.OutPlaneSize, w.OutPlaneSize);
 
     // dst[q] = plane[q + shift] where output column q mod W reads the plane, else 0.
     private void Copy(Span<T> dst, ReadOnlySpan<T> plane)
