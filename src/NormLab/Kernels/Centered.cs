@@ -173,21 +173,21 @@ internal static unsafe class Centered
         MapPart(y + last, x + last, dy + last, (int)(end - last), s, maps.Plane(planes - 1));
     }
 
-    // MapStreaming of a single plane.
+    // MapStreaming of a single plane, the case of planes of a page or more (one channel per group). A short method of its
+    // own: the run's (a larger frame, set up per call) made 256×64×32×32 training 25–40 % slower.
     private static void MapPlaneStreaming<T, TMap>(T* y, T* x, T* dy, int s, TMap f)
         where T : unmanaged where TMap : struct, IMap<T>
     {
-        int w = Vector256<T>.Count, perLine = 64 / sizeof(T);
+        int perLine = 64 / sizeof(T);
         int head = (int)((64 - ((nuint)y & 63)) & 63) / sizeof(T);
-        int end = head + (s - head) / perLine * perLine;
         if (s - head < 2 * perLine)
         {
             Map(y, x, dy, s, f);
             return;
         }
+        int end = head + (s - head) / perLine * perLine;
         MapPart(y, x, dy, 0, head, f);
-        for (int i = head; i < end; i += w)
-            f.Of(Vector256.Load(x + i), Vector256.Load(dy + i)).StoreAlignedNonTemporal(y + i);
+        MapAligned(y, x, dy, head, end, f);
         MapPart(y, x, dy, end, s, f);
     }
 
