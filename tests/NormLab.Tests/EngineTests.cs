@@ -28,6 +28,39 @@ public class EngineTests
         Assert.Throws<ArgumentException>(() => Init.XavierNormal(new Tensor(5), new Rng(1)));
     }
 
+    // Kernels load whole vectors: a large tensor starts on a cache line so that none straddles two, and its views keep
+    // addressing the same values.
+    [Theory]
+    [InlineData(new[] { 1 }, false)]
+    [InlineData(new[] { 60, 100 }, false)]
+    [InlineData(new[] { 128, 128 }, true)]
+    [InlineData(new[] { 7, 3, 29, 31 }, true)]
+    public unsafe void LargeTensorsStartOnACacheLineAndAreZero(int[] shape, bool aligned)
+    {
+        var t = new Tensor(shape);
+        Assert.Equal(t.Length >= Tensor.AlignedLength, aligned);
+        Assert.All(t.ToArray(), v => Assert.Equal(0f, v));
+        Assert.InRange(t.Offset + t.Length, t.Length, t.Storage.Length);
+        fixed (float* p = t.Span)
+        {
+            if (aligned)
+                Assert.Equal(0, (long)((nint)p & 63));
+            else
+                Assert.Equal(0, t.Offset);
+        }
+        for (int i = 0; i < t.Length; i++)
+            t[i] = i;
+        var clone = t.Clone();
+        Assert.Equal(t.ToArray(), clone.ToArray());
+        fixed (float* p = clone.Span)
+            Assert.True(!aligned || ((nint)p & 63) == 0);
+        var flat = t.Reshape(-1);
+        Assert.Equal(t.Length - 1, flat[t.Length - 1]);
+        var last = t.Slice(shape[0] - 1, 1);
+        Assert.Equal(t.Length - last.Length, last[0]);
+        Assert.Same(t.Storage, last.Storage);
+    }
+
     [Fact]
     public void WeightDecayCanSkipNormalizationParameters()
     {

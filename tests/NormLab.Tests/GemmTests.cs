@@ -173,6 +173,50 @@ public class GemmDeterminismTests
         }
     }
 
+    // The training steps' products, where the split by rows or columns of C is chosen by cost and so by team size.
+    [Theory]
+    [InlineData(60, 784, 100)]
+    [InlineData(100, 60, 784)]
+    [InlineData(64, 288, 196)]
+    [InlineData(288, 64, 196)]
+    [InlineData(128, 3136, 128)]
+    [InlineData(128, 128, 3136)]
+    public void TrainingStepProductsGiveTheSameBitsForOneTwoAndThreeThreads(int m, int k, int n)
+    {
+        var rng = new Rng((ulong)(m + k + n));
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var a = Rand(m * k);
+        var b = Rand(k * n);
+        var c0 = Rand(m * n);
+        foreach (var form in Enum.GetValues<GemmTests.Form>())
+        {
+            float[]? first = null;
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                using var _ = new TeamSize(threads);
+                var c = (float[])c0.Clone();
+                GemmTests.Run(form, c, a, b, m, k, n);
+                if (first is null)
+                    first = c;
+                else
+                    Assert.True(first.AsSpan().SequenceEqual(c), $"{form} {m}×{k}×{n}: {threads} threads differ from 1");
+            }
+        }
+    }
+
+    // Splitting by columns halves each thread's transposition of a wide transposed B; where that would leave the threads
+    // unbalanced (7 tile columns over 2) rows stay cheaper.
+    [Theory]
+    [InlineData(128, 3136, 128, false, true, false)] // ABt
+    [InlineData(60, 784, 100, false, true, true)]    // ABt
+    [InlineData(288, 64, 196, true, false, true)]    // AtB
+    [InlineData(64, 288, 3136, false, false, false)] // AB
+    public void TheSplitFollowsTheCostOfPacking(int m, int k, int n, bool packA, bool transposedB, bool byRows)
+    {
+        using var _ = new TeamSize(2);
+        Assert.Equal(byRows, Sgemm.SplitRowsCheaper((m + 5) / 6, (n + 15) / 16, k, 16, packA, transposedB));
+    }
+
     // A batch of one image is a single group, whose products then run in parallel themselves.
     [Fact]
     public void ASingleImageConvolutionGivesTheSameBitsForOneTwoAndThreeThreads()
