@@ -9,8 +9,14 @@ public abstract class WorkloadBenchmark
 {
     private Action _run = () => { };
 
-    [Params(1, 2)]
+    /// <summary>Limits the next run to one workload at one thread count (the comparison times each row on its own, right
+    /// before PyTorch's); null runs every workload of the group at 1 and 2 threads.</summary>
+    public static (string Workload, int Threads)? Only { get; set; }
+
+    [ParamsSource(nameof(ThreadCounts))]
     public int Threads { get; set; }
+
+    public static IEnumerable<int> ThreadCounts => Only is { } only ? [only.Threads] : [1, 2];
 
     public abstract string Workload { get; set; }
 
@@ -25,7 +31,8 @@ public abstract class WorkloadBenchmark
     [Benchmark]
     public void Run() => _run();
 
-    protected static IEnumerable<string> Names(string group) => Workloads.Group(group).Select(w => w.Name);
+    protected static IEnumerable<string> Names(string group) =>
+        Workloads.Group(group).Select(w => w.Name).Where(name => Only is not { } only || only.Workload == name);
 }
 
 public class StreamBenchmarks : WorkloadBenchmark

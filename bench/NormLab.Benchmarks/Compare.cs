@@ -18,10 +18,10 @@ public sealed record Result(string Side, string Workload, int Threads, string Ma
     int Round = 0);
 
 /// <summary>
-/// NormLab and PyTorch side by side: for each group of workloads, NormLab under BenchmarkDotNet, then the PyTorch peer on
-/// the same workloads, group after group, so that both sides of a row run minutes apart at most on this noisy machine.
-/// With <c>--rounds R</c> the compared groups run R times over, and each row reports the median of its R speedups and
-/// their range: the machine's speed drifts over minutes, and one round's verdict on a row near its target is a coin toss.
+/// NormLab and PyTorch side by side: each workload at each thread count is timed on NormLab (BenchmarkDotNet) and at once
+/// on PyTorch (a peer process that stays up and answers one request per row), so that both figures of a row are taken
+/// seconds apart, under the same load from the machine's neighbours, which comes and goes over tens of seconds.
+/// With <c>--rounds R</c> every row is timed R times over, and reports the median of its R speedups and their range.
 /// Writes docs/benchmarks.md (the table) and docs/benchmarks.json (every figure).
 /// </summary>
 public static class Compare
@@ -59,17 +59,32 @@ public static class Compare
         static bool Alone(string group) => group is "stream" or "fold" or "family";
         foreach (var group in groups.Where(g => g == "stream"))
             results.AddRange(RunNormLab(group, quick, 0));
-        for (int round = 0; round < rounds; round++)
-            foreach (var group in groups.Where(g => !Alone(g)))
-            {
-                results.AddRange(RunNormLab(group, quick, round));
-                foreach (int threads in new[] { 1, 2 })
-                {
-                    results.AddRange(RunPeer(peer, group, threads, "reuse", quick, round));
-                    if (group.StartsWith("bn", StringComparison.Ordinal))
-                        results.AddRange(RunPeer(peer, group, threads, "default", quick, round));
-                }
-            }
+        var compared = groups.Where(g => !Alone(g)).ToList();
+        if (compared.Count > 0)
+        {
+            using var reuse = new PeerServer(peer, "reuse");
+            using var plain = compared.Any(IsBatchNorm) ? new PeerServer(peer, "default") : null;
+            double seconds = quick ? 0.3 : 1.5;
+            WarmUp(compared.SelectMany(Workloads.Group), quick ? 0.05 : 0.2);
+            for (int round = 0; round < rounds; round++)
+                foreach (var group in compared)
+                    foreach (var workload in Workloads.Group(group))
+                        foreach (int threads in new[] { 1, 2 })
+                        {
+                            WorkloadBenchmark.Only = (workload.Name, threads);
+                            try
+                            {
+                                results.AddRange(RunNormLab(group, quick, round));
+                            }
+                            finally
+                            {
+                                WorkloadBenchmark.Only = null;
+                            }
+                            results.Add(reuse.Run(workload.Name, threads, seconds, round));
+                            if (plain is not null && IsBatchNorm(group))
+                                results.Add(plain.Run(workload.Name, threads, seconds, round));
+                        }
+        }
         foreach (var group in groups.Where(g => Alone(g) && g != "stream"))
             results.AddRange(RunNormLab(group, quick, 0));
         Directory.CreateDirectory(output);
@@ -79,6 +94,25 @@ public static class Compare
         Console.WriteLine(table);
         return 0;
     }
+
+    // Every compared workload run for a moment at each thread count before any row is timed: each row has a
+    // BenchmarkDotNet run of its own, and the first rows would otherwise meet methods still in their first JIT tier.
+    private static void WarmUp(IEnumerable<Workload> workloads, double seconds)
+    {
+        Console.Error.WriteLine("NormLab: warming up ...");
+        foreach (var workload in workloads)
+            foreach (int threads in new[] { 1, 2 })
+            {
+                NormLab.Threading.Team.SetSize(threads);
+                var run = workload.Make();
+                var clock = Stopwatch.StartNew();
+                do
+                    run();
+                while (clock.Elapsed.TotalSeconds < seconds);
+            }
+    }
+
+    private static bool IsBatchNorm(string group) => group.StartsWith("bn", StringComparison.Ordinal);
 
     private static IEnumerable<Result> RunNormLab(string group, bool quick, int round)
     {
@@ -98,7 +132,8 @@ public static class Compare
             .WithIterationTime(TimeInterval.FromMilliseconds(quick ? 25 : 100));
         var config = ManualConfig.CreateEmpty().AddJob(job).AddDiagnoser(MemoryDiagnoser.Default).AddLogger(NullLogger.Instance)
             .AddColumnProvider(DefaultColumnProviders.Instance).WithArtifactsPath(Path.Combine(Path.GetTempPath(), "normlab-bdn"));
-        Console.Error.WriteLine($"NormLab: {group}, round {round + 1} ...");
+        string what = WorkloadBenchmark.Only is { } only ? $"{only.Workload}, {only.Threads} thread(s)" : group;
+        Console.Error.WriteLine($"NormLab: {what}, round {round + 1} ...");
         var before = CpuSample.Now();
         var summary = BenchmarkRunner.Run(type, config);
         double load = CpuSample.OtherLoad(before, CpuSample.Now());
@@ -112,27 +147,48 @@ public static class Compare
         }
     }
 
-    private static IEnumerable<Result> RunPeer(string peer, string group, int threads, string malloc, bool quick, int round)
+    /// <summary>The PyTorch peer's <c>serve</c> mode: one process per malloc setting (mallopt is process-wide), kept up
+    /// for the whole comparison, so that a row costs no libtorch start-up.</summary>
+    private sealed class PeerServer : IDisposable
     {
-        Console.Error.WriteLine($"PyTorch: {group}, {threads} thread(s), malloc {malloc}, round {round + 1} ...");
-        var psi = new ProcessStartInfo(peer) { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { "bench", "--threads", threads.ToString(CultureInfo.InvariantCulture), "--group", group, "--malloc", malloc,
-            "--seconds", quick ? "0.3" : "1.5" })
-            psi.ArgumentList.Add(a);
-        var before = CpuSample.Now();
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {peer}");
-        var lines = new List<string>();
-        while (process.StandardOutput.ReadLine() is { } line)
-            lines.Add(line);
-        process.WaitForExit();
-        double load = CpuSample.OtherLoad(before, CpuSample.Now());
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"the peer failed (exit {process.ExitCode}) on {group}");
-        foreach (var line in lines.Where(l => l.StartsWith('{')))
+        private readonly Process _process;
+        private readonly string _malloc;
+
+        public PeerServer(string peer, string malloc)
         {
+            _malloc = malloc;
+            var psi = new ProcessStartInfo(peer) { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+            foreach (var a in new[] { "serve", "--malloc", malloc })
+                psi.ArgumentList.Add(a);
+            _process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {peer}");
+        }
+
+        public Result Run(string workload, int threads, double seconds, int round)
+        {
+            Console.Error.WriteLine($"PyTorch: {workload}, {threads} thread(s), malloc {_malloc}, round {round + 1} ...");
+            var before = CpuSample.Now(_process.Id);
+            _process.StandardInput.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{workload} {threads} {seconds}"));
+            _process.StandardInput.Flush();
+            string? line;
+            while ((line = _process.StandardOutput.ReadLine()) is not null && !line.StartsWith('{'))
+            {
+            }
+            double load = CpuSample.OtherLoad(before, CpuSample.Now(_process.Id));
+            if (line is null)
+                throw new InvalidOperationException($"the PyTorch peer (malloc {_malloc}) stopped on {workload}");
             using var doc = JsonDocument.Parse(line);
             var r = doc.RootElement;
-            yield return new Result("pytorch", r.GetProperty("workload").GetString()!, threads, malloc, r.GetProperty("median_ms").GetDouble(), load, null, round);
+            if (r.TryGetProperty("error", out var error))
+                throw new InvalidOperationException($"the PyTorch peer refused {workload}: {error.GetString()}");
+            return new Result("pytorch", workload, threads, _malloc, r.GetProperty("median_ms").GetDouble(), load, null, round);
+        }
+
+        public void Dispose()
+        {
+            _process.StandardInput.Close();
+            if (!_process.WaitForExit(10_000))
+                _process.Kill();
+            _process.Dispose();
         }
     }
 

@@ -8,7 +8,9 @@ namespace NormLab.Benchmarks;
 /// </summary>
 public readonly record struct CpuSample(long Busy, long Total, long Own)
 {
-    public static CpuSample Now()
+    /// <summary>The machine's counters now; the CPU time of <paramref name="child"/> (a process this one runs but has not
+    /// waited for, such as the PyTorch peer's server) counts as this process's own.</summary>
+    public static CpuSample Now(int? child = null)
     {
         if (!File.Exists("/proc/stat"))
             return default;
@@ -20,6 +22,12 @@ public readonly record struct CpuSample(long Busy, long Total, long Own)
         string self = File.ReadAllText("/proc/self/stat");
         var fields = self[(self.LastIndexOf(')') + 2)..].Split(' ');
         long own = Enumerable.Range(11, 4).Sum(i => long.Parse(fields[i], CultureInfo.InvariantCulture));
+        if (child is { } pid && File.Exists($"/proc/{pid}/stat"))
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            var childFields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            own += Enumerable.Range(11, 2).Sum(i => long.Parse(childFields[i], CultureInfo.InvariantCulture));
+        }
         return new CpuSample(total - idle, total, own);
     }
 

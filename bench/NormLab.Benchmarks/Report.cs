@@ -31,7 +31,9 @@ public static class Report
         sb.AppendLine(Inv, $"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Machine()}; regenerate with `scripts/bench.sh`.");
         sb.AppendLine("NormLab: BenchmarkDotNet medians (in process, MemoryDiagnoser). PyTorch 2.10 CPU through TorchSharp: medians of timed samples,");
         sb.AppendLine("with freed blocks reused (`mallopt(M_MMAP_MAX, 0)`) so that kernel meets kernel; the *default malloc* column is what a");
-        sb.AppendLine("TorchSharp user gets. Speedup = PyTorch time ÷ NormLab time; the target column is the issue's, on two threads.");
+        sb.AppendLine("TorchSharp user gets. Each row is timed on NormLab and right after on PyTorch (a peer process that stays up), so that");
+        sb.AppendLine("both figures of a row meet the same load from the machine's neighbours.");
+        sb.AppendLine("Speedup = PyTorch time ÷ NormLab time; the target column is the issue's, on two threads.");
         sb.AppendLine("*Load* is the share of the machine's CPU that other processes used while that side ran (this machine is shared).");
         sb.AppendLine();
 
@@ -50,7 +52,7 @@ public static class Report
         int rounds = results.Select(r => r.Round).DefaultIfEmpty(0).Max() + 1;
         if (rounds > 1)
         {
-            sb.AppendLine(Inv, $"The compared groups ran {rounds} times over, alternating with PyTorch; times are the medians over the rounds, the");
+            sb.AppendLine(Inv, $"Every compared row was timed {rounds} times over; times are the medians over the rounds, the");
             sb.AppendLine("speedup is the median of the rounds' speedups with their range in brackets, and the verdict is on that median.");
             sb.AppendLine();
         }

@@ -14,7 +14,7 @@ namespace NormLab.Peer;
 /// </summary>
 /// <remarks>
 /// PyTorch allocates every output; glibc serves blocks over 32 MiB with a fresh mmap whose page faults cost more than the
-/// kernel. <c>--malloc reuse</c> (mallopt(M_MMAP_MAX, 0)) makes freed blocks reusable so that kernel is compared with
+/// kernel. <c>--malloc reuse</c> (mallopt(M_MMAP_MAX, 0), and no trimming) makes freed blocks reusable so that kernel is compared with
 /// kernel; <c>--malloc default</c> is what a TorchSharp user gets.
 /// </remarks>
 internal static class BenchCommand
@@ -35,8 +35,8 @@ internal static class BenchCommand
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
         }
-        if (malloc == "reuse" && mallopt(MmapMax, 0) != 1)
-            Console.Error.WriteLine("warning: mallopt(M_MMAP_MAX, 0) failed");
+        if (malloc == "reuse")
+            ReuseFreedBlocks();
         torch.set_num_threads(threads);
         torch.set_num_interop_threads(1);
         torch.manual_seed(1);
@@ -55,7 +55,64 @@ internal static class BenchCommand
         return 0;
     }
 
-    private const int MmapMax = -4;
+    /// <summary>
+    /// <c>serve [--malloc reuse|default]</c>: one request per line on standard input, <c>WORKLOAD THREADS SECONDS</c>, each
+    /// answered with one JSON line as <c>bench</c> writes them, until the input ends. The comparison keeps one server per
+    /// malloc setting running so that each row's PyTorch figure is taken seconds after NormLab's, under the same load.
+    /// </summary>
+    public static int Serve(string[] args)
+    {
+        string malloc = "reuse";
+        for (int i = 0; i + 1 < args.Length; i += 2)
+        {
+            switch (args[i])
+            {
+                case "--malloc": malloc = args[i + 1]; break;
+                default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
+            }
+        }
+        if (malloc == "reuse")
+            ReuseFreedBlocks();
+        torch.set_num_interop_threads(1);
+        var workloads = Workloads().ToDictionary(w => w.Name, w => w.Make);
+        while (Console.ReadLine() is { } line)
+        {
+            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length != 3 || !workloads.TryGetValue(parts[0], out var make)
+                || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out int threads) || threads < 1
+                || !double.TryParse(parts[2], CultureInfo.InvariantCulture, out double seconds) || seconds <= 0)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object> { ["error"] = $"bad request '{line}'" }));
+                continue;
+            }
+            torch.set_num_threads(threads);
+            torch.manual_seed(1);
+            double ms = Median(make(), seconds);
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["side"] = "pytorch", ["workload"] = parts[0], ["threads"] = threads, ["malloc"] = malloc, ["median_ms"] = ms,
+                ["torch"] = PeerEnvironment.TorchVersion,
+            }));
+            // The workload's tensors are garbage now; free their native memory before the next request measures anything.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+        }
+        return 0;
+    }
+
+    private const int MmapMax = -4, TrimThreshold = -1;
+
+    // Blocks from the heap rather than from mmap (M_MMAP_MAX = 0), and no trimming of the heap's top: with mmap off glibc
+    // also stops raising its trim threshold (128 KiB) as it would by default, so a freed output of a few MiB at the top
+    // went back to the kernel and faulted in again on the next call, slower than the default malloc it was to improve on.
+    private static void ReuseFreedBlocks()
+    {
+        if (mallopt(MmapMax, 0) != 1)
+            Console.Error.WriteLine("warning: mallopt(M_MMAP_MAX, 0) failed");
+        if (mallopt(TrimThreshold, 1 << 30) != 1)
+            Console.Error.WriteLine("warning: mallopt(M_TRIM_THRESHOLD, 1 GiB) failed");
+    }
 
     [DllImport("libc")]
     private static extern int mallopt(int param, int value);

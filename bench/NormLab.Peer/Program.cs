@@ -14,6 +14,7 @@ internal static class Program
             ["fixtures"] = ("fixtures [OUTPUT_DIR]   write golden fixtures (default tests/NormLab.Tests/Fixtures)",
                 FixturesCommand.Run),
             ["bench"] = ("bench --threads N [--group bn2d|bn1d|gemm|step] [--malloc reuse|default] [--seconds S]   time the benchmark workloads", BenchCommand.Run),
+            ["serve"] = ("serve [--malloc reuse|default]   answer benchmark requests (WORKLOAD THREADS SECONDS per line) on standard input", BenchCommand.Serve),
             ["mnist-check"] = ("mnist-check [DATA_DIR] [bn|relu] [EPOCHS]   train the reference MLPs on MNIST-10k with PyTorch", MnistCheck.Run),
         };
 
@@ -33,7 +34,7 @@ internal static class Program
         // libtorch/MKL read their settings from the process environment when they load, so
         // a process without the pinned settings re-runs itself with them (see PeerEnvironment).
         // The benchmark wants PyTorch as users run it: its own threads and its best instruction set.
-        if (args[0] != "bench" && PeerEnvironment.RelaunchIfNeeded(args) is int exitCode)
+        if (args[0] is not ("bench" or "serve") && PeerEnvironment.RelaunchIfNeeded(args) is int exitCode)
         {
             return exitCode;
         }
