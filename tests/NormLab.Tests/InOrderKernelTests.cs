@@ -101,3 +101,33 @@ public class InOrderKernelTests
             Assert.True(Math.Abs(dx[i] - expectedDx[i]) <= 2e-5 * maxDx, $"{string.Join('x', shape)}: dx[{i}] = {dx[i]}, reference {expectedDx[i]}");
     }
 }
+
+/// <summary>The two-plane sums give each plane the bits of the one-plane sums (the channel walk mixes both).</summary>
+public unsafe class CenteredPairTests
+{
+    [Theory]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(16)]
+    [InlineData(24)]
+    [InlineData(64)]
+    [InlineData(100)]
+    [InlineData(256)]
+    public void PairsOfPlanesSumAsSinglePlanes(int s)
+    {
+        var rng = new Rng((ulong)s);
+        float[] Rand() => Enumerable.Range(0, s).Select(_ => (float)(1e3 + rng.NextGaussian())).ToArray();
+        float[] x0 = Rand(), x1 = Rand(), dy0 = Rand(), dy1 = Rand();
+        fixed (float* px0 = x0, px1 = x1, pdy0 = dy0, pdy1 = dy1)
+        {
+            var (shift0, shift1) = (System.Runtime.Intrinsics.Vector256.Create(1000.5f), System.Runtime.Intrinsics.Vector256.Create(999.25f));
+            var (first, second) = NormLab.Kernels.Centered.Deviations2(px0, px1, s, shift0, shift1);
+            Assert.Equal(NormLab.Kernels.Centered.Deviations(px0, s, shift0), first);
+            Assert.Equal(NormLab.Kernels.Centered.Deviations(px1, s, shift1), second);
+            var (lo0, lo1) = (System.Runtime.Intrinsics.Vector256.Create(1e-5f), System.Runtime.Intrinsics.Vector256.Create(-3e-5f));
+            var (g0, g1) = NormLab.Kernels.Centered.SumGradients2(pdy0, px0, pdy1, px1, s, shift0, lo0, shift1, lo1);
+            Assert.Equal(NormLab.Kernels.Centered.SumGradients(pdy0, px0, s, shift0, lo0), g0);
+            Assert.Equal(NormLab.Kernels.Centered.SumGradients(pdy1, px1, s, shift1, lo1), g1);
+        }
+    }
+}

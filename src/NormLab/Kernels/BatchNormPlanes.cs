@@ -45,7 +45,16 @@ internal static unsafe class BatchNormPlanes
         for (int i = 0; i < n; i++)
         {
             T* plane = a.X + ((long)i * c + c0) * s;
-            for (int k = 0; k < g; k++, plane += s)
+            int k = 0;
+            for (; k + 1 < g; k += 2, plane += 2 * s)
+            {
+                var (first, second) = Centered.Deviations2(plane, plane + s, s, Vector256.Create(shifts[k]), Vector256.Create(shifts[k + 1]));
+                sums[k].Add(first.Sum);
+                squares[k].Add(first.Squares);
+                sums[k + 1].Add(second.Sum);
+                squares[k + 1].Add(second.Squares);
+            }
+            for (; k < g; k++, plane += s)
             {
                 var (planeSum, planeSquares) = Centered.Deviations(plane, s, Vector256.Create(shifts[k]));
                 sums[k].Add(planeSum);
@@ -218,7 +227,17 @@ internal static unsafe class BatchNormPlanes
         for (int i = 0; i < n; i++)
         {
             long at = ((long)i * c + c0) * s;
-            for (int k = 0; k < g; k++, at += s)
+            int k = 0;
+            for (; k + 1 < g; k += 2, at += 2 * s)
+            {
+                var (first, second) = Centered.SumGradients2(a.DY + at, a.X + at, a.DY + at + s, a.X + at + s, s,
+                    Vector256.Create(his[k]), Vector256.Create(los[k]), Vector256.Create(his[k + 1]), Vector256.Create(los[k + 1]));
+                dySums[k].Add(first.SumDy);
+                dyXcSums[k].Add(first.SumDyXc);
+                dySums[k + 1].Add(second.SumDy);
+                dyXcSums[k + 1].Add(second.SumDyXc);
+            }
+            for (; k < g; k++, at += s)
             {
                 var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]));
                 dySums[k].Add(dy);

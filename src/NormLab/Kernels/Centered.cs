@@ -83,6 +83,34 @@ internal static unsafe class Centered
         return (s0 + s1, q0 + q1);
     }
 
+    /// <summary><see cref="Deviations{T}"/> of two planes at once, each with the same operations in the same order (the
+    /// same bits): on planes of a few vectors one plane's add chains are too short to hide their latency.</summary>
+    public static ((Vector256<T> Sum, Vector256<T> Squares) First, (Vector256<T> Sum, Vector256<T> Squares) Second) Deviations2<T>(
+        T* x0, T* x1, int s, Vector256<T> shift0, Vector256<T> shift1) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count;
+        if (s < 2 * w || s % (2 * w) != 0)
+            return (Deviations(x0, s, shift0), Deviations(x1, s, shift1));
+        Vector256<T> s0 = default, s1 = default, q0 = default, q1 = default;
+        Vector256<T> t0 = default, t1 = default, r0 = default, r1 = default;
+        for (int i = 0; i < s; i += 2 * w)
+        {
+            var d0 = Vector256.Load(x0 + i) - shift0;
+            var d1 = Vector256.Load(x0 + i + w) - shift0;
+            var e0 = Vector256.Load(x1 + i) - shift1;
+            var e1 = Vector256.Load(x1 + i + w) - shift1;
+            s0 += d0;
+            s1 += d1;
+            t0 += e0;
+            t1 += e1;
+            q0 = Lanes.Fma(d0, d0, q0);
+            q1 = Lanes.Fma(d1, d1, q1);
+            r0 = Lanes.Fma(e0, e0, r0);
+            r1 = Lanes.Fma(e1, e1, r1);
+        }
+        return ((s0 + s1, q0 + q1), (t0 + t1, r0 + r1));
+    }
+
     /// <summary>Σ dy and Σ dy·((x − hi) − lo) over <paramref name="s"/> values, per lane, in one pass over both inputs.</summary>
     public static (Vector256<T> SumDy, Vector256<T> SumDyXc) SumGradients<T>(T* dy, T* x, int s, Vector256<T> hi, Vector256<T> lo)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -119,6 +147,35 @@ internal static unsafe class Centered
             p1 += g * ((Vector256.Load(x + s - w) - hi) - lo);
         }
         return (d0 + d1, p0 + p1);
+    }
+
+    /// <summary><see cref="SumGradients{T}"/> of two planes at once, each with the same operations in the same order (the
+    /// same bits), for the latency of short planes as in <see cref="Deviations2{T}"/>.</summary>
+    public static ((Vector256<T> SumDy, Vector256<T> SumDyXc) First, (Vector256<T> SumDy, Vector256<T> SumDyXc) Second) SumGradients2<T>(
+        T* dy0, T* x0, T* dy1, T* x1, int s, Vector256<T> hi0, Vector256<T> lo0, Vector256<T> hi1, Vector256<T> lo1)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count;
+        if (s < 2 * w || s % (2 * w) != 0)
+            return (SumGradients(dy0, x0, s, hi0, lo0), SumGradients(dy1, x1, s, hi1, lo1));
+        Vector256<T> d0 = default, d1 = default, p0 = default, p1 = default;
+        Vector256<T> e0 = default, e1 = default, r0 = default, r1 = default;
+        for (int i = 0; i < s; i += 2 * w)
+        {
+            var g0 = Vector256.Load(dy0 + i);
+            var g1 = Vector256.Load(dy0 + i + w);
+            var h0 = Vector256.Load(dy1 + i);
+            var h1 = Vector256.Load(dy1 + i + w);
+            d0 += g0;
+            d1 += g1;
+            e0 += h0;
+            e1 += h1;
+            p0 += g0 * ((Vector256.Load(x0 + i) - hi0) - lo0);
+            p1 += g1 * ((Vector256.Load(x0 + i + w) - hi0) - lo0);
+            r0 += h0 * ((Vector256.Load(x1 + i) - hi1) - lo1);
+            r1 += h1 * ((Vector256.Load(x1 + i + w) - hi1) - lo1);
+        }
+        return ((d0 + d1, p0 + p1), (e0 + e1, r0 + r1));
     }
 
     /// <summary>
