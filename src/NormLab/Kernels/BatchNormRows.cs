@@ -58,26 +58,52 @@ internal static unsafe partial class BatchNormRows
     }
 
     /// <summary>y = γ·x̂ + β over rows <c>[first, end)</c>, in memory order, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
+    /// <remarks>Two rows per pass over the constants: a vector of output then costs two and a half loads instead of four,
+    /// which is what bounds this loop on a batch in cache.</remarks>
     public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int w = Vector256<T>.Count, c = a.C, whole = c / w * w;
-        for (int i = first; i < end; i++)
+        int w = Vector256<T>.Count, c = a.C, whole = c / w * w, half = (end - first) / 2;
+        long apart = (long)half * c;
+        for (int i = first; i < first + half; i++)
         {
             T* x = a.X + (long)i * c, y = a.Y + (long)i * c;
             for (int ch = 0; ch < whole; ch += w)
-                new Normalized<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch))
-                    .Of(Vector256.Load(x + ch), default).Store(y + ch);
-            if (whole < c && c >= w) // the leftover channels in a vector ending at c, over the block before: same values again
             {
-                int ch = c - w;
-                new Normalized<T>(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch))
-                    .Of(Vector256.Load(x + ch), default).Store(y + ch);
-                continue;
+                var f = Constants(ref a, ch);
+                var (x0, x1) = (Vector256.Load(x + ch), Vector256.Load(x + apart + ch));
+                f.Of(x0, default).Store(y + ch);
+                f.Of(x1, default).Store(y + apart + ch);
             }
-            for (int ch = whole; ch < c; ch++)
-                y[ch] = new Normalized<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Alpha[ch]), Vector256.CreateScalar(a.Shift[ch]))
-                    .Of(Vector256.CreateScalar(x[ch]), default).ToScalar();
+            NormalizeTail(ref a, x, y, whole);
+            NormalizeTail(ref a, x + apart, y + apart, whole);
         }
+        if ((end - first) % 2 != 0)
+        {
+            T* x = a.X + (long)(end - 1) * c, y = a.Y + (long)(end - 1) * c;
+            for (int ch = 0; ch < whole; ch += w)
+                Constants(ref a, ch).Of(Vector256.Load(x + ch), default).Store(y + ch);
+            NormalizeTail(ref a, x, y, whole);
+        }
+    }
+
+    private static Normalized<T> Constants<T>(ref BatchNormArgs<T> a, int ch) where T : unmanaged, IFloatingPointIeee754<T> =>
+        new(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch));
+
+    // The channels of a row past its whole vectors: one vector ending at c, over the block before (the same values again),
+    // or, for fewer channels than a vector, one at a time.
+    private static void NormalizeTail<T>(ref BatchNormArgs<T> a, T* x, T* y, int whole) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int w = Vector256<T>.Count, c = a.C;
+        if (whole == c)
+            return;
+        if (c >= w)
+        {
+            Constants(ref a, c - w).Of(Vector256.Load(x + c - w), default).Store(y + c - w);
+            return;
+        }
+        for (int ch = 0; ch < c; ch++)
+            y[ch] = new Normalized<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Alpha[ch]), Vector256.CreateScalar(a.Shift[ch]))
+                .Of(Vector256.CreateScalar(x[ch]), default).ToScalar();
     }
 
     /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
@@ -365,22 +391,44 @@ internal static unsafe partial class BatchNormRows
         }
     }
 
-    // y = maps[j](x, dy) for unit j of the chunk, row after row.
+    // y = maps[j](x, dy) for unit j of the chunk, two rows at a time (half the batch apart, so that each stays one
+    // sequential stream), which halves the loads of the maps' constants.
     private static void Map<T, TMap>(T* y, T* x, T* dy, int n, int c, Chunk<T> chunk, TMap* maps)
         where T : unmanaged, IFloatingPointIeee754<T> where TMap : unmanaged, IMap<T>
     {
-        int w = Vector256<T>.Count;
-        for (int i = 0; i < n; i++)
+        int half = n / 2;
+        long apart = (long)half * c;
+        for (int i = 0; i < half; i++)
         {
             long row = (long)i * c;
             for (int j = 0; j < chunk.Blocks; j++)
             {
-                int at = chunk.Channel(j, 0);
-                maps[j].Of(Vector256.Load(x + row + at), Vector256.Load(dy + row + at)).Store(y + row + at);
+                long p = row + chunk.Channel(j, 0), q = p + apart;
+                var (x0, dy0, x1, dy1) = (Vector256.Load(x + p), Vector256.Load(dy + p), Vector256.Load(x + q), Vector256.Load(dy + q));
+                maps[j].Of(x0, dy0).Store(y + p);
+                maps[j].Of(x1, dy1).Store(y + q);
             }
-            for (int j = chunk.Blocks, at = chunk.FirstSingleChannel; j < chunk.Count; j++, at++)
-                y[row + at] = maps[j].Of(Vector256.CreateScalar(x[row + at]), Vector256.CreateScalar(dy[row + at])).ToScalar();
+            MapSingles(y + row, x + row, dy + row, chunk, maps);
+            MapSingles(y + row + apart, x + row + apart, dy + row + apart, chunk, maps);
         }
+        if (n % 2 != 0)
+        {
+            long row = (long)(n - 1) * c;
+            for (int j = 0; j < chunk.Blocks; j++)
+            {
+                long p = row + chunk.Channel(j, 0);
+                maps[j].Of(Vector256.Load(x + p), Vector256.Load(dy + p)).Store(y + p);
+            }
+            MapSingles(y + row, x + row, dy + row, chunk, maps);
+        }
+    }
+
+    // The chunk's single channels (c < w) of one row.
+    private static void MapSingles<T, TMap>(T* y, T* x, T* dy, Chunk<T> chunk, TMap* maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : unmanaged, IMap<T>
+    {
+        for (int j = chunk.Blocks, at = chunk.FirstSingleChannel; j < chunk.Count; j++, at++)
+            y[at] = maps[j].Of(Vector256.CreateScalar(x[at]), Vector256.CreateScalar(dy[at])).ToScalar();
     }
 
     /// <summary>Units [u0, u1): <see cref="Blocks"/> blocks from channel <see cref="FirstBlockChannel"/>, the last of them
