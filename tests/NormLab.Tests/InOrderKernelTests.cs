@@ -16,6 +16,8 @@ public class InOrderKernelTests
         { [16, 3, 20, 20] },    // 16 blocks of one sample
         { [20, 512, 20, 21] },  // 17 MB: groups of 5 channels (1,680-byte planes), each thread's last one short
         { [9, 70, 8, 8] },      // groups of 32 channels of 8×8 planes, and a short one per thread
+        { [263, 1003] },        // 1 MiB: sums by chunks of channels, maps by rows (an odd count per thread); a tail block
+        { [40, 7001] },         // too few rows for row blocks: sums by chunks, maps by rows
     };
 
     [Theory]
