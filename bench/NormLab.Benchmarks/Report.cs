@@ -30,7 +30,7 @@ public static class Report
         sb.AppendLine();
         sb.AppendLine(Inv, $"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Machine()}; regenerate with `scripts/bench.sh`.");
         sb.AppendLine("NormLab: BenchmarkDotNet medians (in process, MemoryDiagnoser). PyTorch 2.10 CPU through TorchSharp: medians of timed samples,");
-        sb.AppendLine("with freed blocks reused (`mallopt(M_MMAP_MAX, 0)`) so that kernel meets kernel; the *default malloc* column is what a");
+        sb.AppendLine("with freed blocks reused (`mallopt(M_MMAP_MAX, 0)` and no trimming of the heap) so that kernel meets kernel; the *default malloc* column is what a");
         sb.AppendLine("TorchSharp user gets. Each row is timed on NormLab and right after on PyTorch (a peer process that stays up), so that");
         sb.AppendLine("both figures of a row meet the same load from the machine's neighbours.");
         sb.AppendLine("Speedup = PyTorch time ÷ NormLab time; the target column is the issue's, on two threads.");
