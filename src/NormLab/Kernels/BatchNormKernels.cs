@@ -174,11 +174,28 @@ public static unsafe class BatchNormKernels
     public static void UpdateRunning(Span<float> runningMean, Span<float> runningVar, ReadOnlySpan<double> mean, ReadOnlySpan<double> m2,
         double count, double factor)
     {
-        for (int ch = 0; ch < runningMean.Length; ch++)
+        // Eight channels at a time in double, the same operations as the scalar loop: one by one it was a sixth of a 60×100
+        // forward.
+        int c = runningMean.Length, ch = 0;
+        double keep = 1 - factor, unbias = count - 1;
+        if (Vector256.IsHardwareAccelerated)
         {
-            double unbiasedVar = m2[ch] / (count - 1);
-            runningMean[ch] = (float)((1 - factor) * runningMean[ch] + factor * mean[ch]);
-            runningVar[ch] = (float)((1 - factor) * runningVar[ch] + factor * unbiasedVar);
+            var (vKeep, vFactor, vUnbias) = (Vector256.Create(keep), Vector256.Create(factor), Vector256.Create(unbias));
+            for (; ch <= c - 8; ch += 8)
+            {
+                var (rmLo, rmHi) = Vector256.Widen(Vector256.Create<float>(runningMean.Slice(ch, 8)));
+                var (rvLo, rvHi) = Vector256.Widen(Vector256.Create<float>(runningVar.Slice(ch, 8)));
+                var (meanLo, meanHi) = (Vector256.Create<double>(mean.Slice(ch, 4)), Vector256.Create<double>(mean.Slice(ch + 4, 4)));
+                var (m2Lo, m2Hi) = (Vector256.Create<double>(m2.Slice(ch, 4)), Vector256.Create<double>(m2.Slice(ch + 4, 4)));
+                Vector256.Narrow(vKeep * rmLo + vFactor * meanLo, vKeep * rmHi + vFactor * meanHi).CopyTo(runningMean.Slice(ch, 8));
+                Vector256.Narrow(vKeep * rvLo + vFactor * (m2Lo / vUnbias), vKeep * rvHi + vFactor * (m2Hi / vUnbias)).CopyTo(runningVar.Slice(ch, 8));
+            }
+        }
+        for (; ch < c; ch++)
+        {
+            double unbiasedVar = m2[ch] / unbias;
+            runningMean[ch] = (float)(keep * runningMean[ch] + factor * mean[ch]);
+            runningVar[ch] = (float)(keep * runningVar[ch] + factor * unbiasedVar);
         }
     }
 
