@@ -66,6 +66,22 @@ internal struct DoubleLanes
             _high.Store(p + 4);
     }
 
+    /// <summary>Whether any of the first <paramref name="lanes"/> lanes (8, 4 or 1) is not ≥ its lane of
+    /// <paramref name="bound"/> (NaN is not).</summary>
+    public readonly bool AnyNotAtLeast(DoubleLanes bound, int lanes) =>
+        (~Bits(Vector256.GreaterThanOrEqual(_low, bound._low), Vector256.GreaterThanOrEqual(_high, bound._high)) & LaneMask(lanes)) != 0;
+
+    /// <summary>Whether any of the first <paramref name="lanes"/> lanes (8, 4 or 1) is infinite or NaN.</summary>
+    public readonly bool AnyNonFinite(int lanes)
+    {
+        var infinity = Vector256.Create(double.PositiveInfinity);
+        return (~Bits(Vector256.LessThan(Vector256.Abs(_low), infinity), Vector256.LessThan(Vector256.Abs(_high), infinity)) & LaneMask(lanes)) != 0;
+    }
+
+    private static uint Bits(Vector256<double> low, Vector256<double> high) => low.ExtractMostSignificantBits() | high.ExtractMostSignificantBits() << 4;
+
+    private static uint LaneMask(int lanes) => lanes == 8 ? 0xFFu : lanes == 4 ? 0xFu : 1u;
+
     public static DoubleLanes operator +(DoubleLanes a, DoubleLanes b) => new() { _low = a._low + b._low, _high = a._high + b._high };
 
     public static DoubleLanes operator -(DoubleLanes a, DoubleLanes b) => new() { _low = a._low - b._low, _high = a._high - b._high };
