@@ -44,13 +44,7 @@ internal static class BenchCommand
         {
             if (group != "all" && !name.StartsWith(group + "/", StringComparison.Ordinal))
                 continue;
-            var body = make();
-            double ms = Median(body, seconds);
-            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
-            {
-                ["side"] = "pytorch", ["workload"] = name, ["threads"] = threads, ["malloc"] = malloc, ["median_ms"] = ms,
-                ["torch"] = PeerEnvironment.TorchVersion,
-            }));
+            WriteResult(name, threads, malloc, Median(make(), seconds));
         }
         return 0;
     }
@@ -87,12 +81,7 @@ internal static class BenchCommand
             }
             torch.set_num_threads(threads);
             torch.manual_seed(1);
-            double ms = Median(make(), seconds);
-            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
-            {
-                ["side"] = "pytorch", ["workload"] = parts[0], ["threads"] = threads, ["malloc"] = malloc, ["median_ms"] = ms,
-                ["torch"] = PeerEnvironment.TorchVersion,
-            }));
+            WriteResult(parts[0], threads, malloc, Median(make(), seconds));
             // The workload's tensors are garbage now; free their native memory before the next request measures anything.
             GC.Collect();
             GC.WaitForPendingFinalizers();
@@ -100,6 +89,14 @@ internal static class BenchCommand
         }
         return 0;
     }
+
+    // One JSON line per timed workload, as the comparison reads them.
+    private static void WriteResult(string workload, int threads, string malloc, double medianMs) =>
+        Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["side"] = "pytorch", ["workload"] = workload, ["threads"] = threads, ["malloc"] = malloc, ["median_ms"] = medianMs,
+            ["torch"] = PeerEnvironment.TorchVersion,
+        }));
 
     private const int MmapMax = -4, TrimThreshold = -1;
 

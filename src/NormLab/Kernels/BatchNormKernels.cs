@@ -134,16 +134,9 @@ public static unsafe class BatchNormKernels
         CheckOutput(y, x);
         if ((long)n * s == 0)
             throw new ArgumentException("BatchNorm kernel: training statistics need at least one value per channel.");
-        if (InOrder<T>(n, c, s))
+        if (InOrder<T>(n, c, s) || SplitsRows<T>(n, c, s))
         {
-            // Statistics in one in-order pass, then the normalize pass, also in order.
-            InOrderMoments<T>(x, n, c, s, mean, m2);
-            InvStd(invStd.Slice(0, c), m2, (double)n * s, eps);
-            Normalize(y, x, mean, invStd, gamma, beta, n, c, s);
-            return;
-        }
-        if (SplitsRows<T>(n, c, s))
-        {
+            // The statistics (in order, or by chunks of channels), then the normalize pass in memory order.
             Moments(x, n, c, s, mean, m2);
             InvStd(invStd.Slice(0, c), m2, (double)n * s, eps);
             Normalize(y, x, mean, invStd, gamma, beta, n, c, s);
