@@ -116,52 +116,6 @@ internal static unsafe partial class BatchNormRows
     /// <summary>dx = scale·(dy − meanDy − ((x − hi) − lo)·k) over rows <c>[first, end)</c>, in memory order, with the per-channel
     /// constants of <see cref="BatchNormArgs{T}.Hi"/>, <see cref="BatchNormArgs{T}.Lo"/>, <see cref="BatchNormArgs{T}.Scale"/>,
     /// <see cref="BatchNormArgs{T}.MeanDy"/> and <see cref="BatchNormArgs{T}.K"/>.</summary>
-    public static void InputGradientByRowRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        // As NormalizeRange: two rows (half the range apart, so that each stays one sequential stream) per pass over the
-        // constants.
-        int w = Vector256<T>.Count, c = a.C, whole = c / w * w, half = (end - first) / 2;
-        long apart = (long)half * c;
-        for (int i = first; i < first + half; i++)
-        {
-            long row = (long)i * c;
-            T* x = a.X + row, dy = a.DY + row, dx = a.Y + row;
-            for (int ch = 0; ch < whole; ch += w)
-            {
-                var f = GradientConstants(ref a, ch);
-                var (x0, dy0, x1, dy1) = (Vector256.Load(x + ch), Vector256.Load(dy + ch), Vector256.Load(x + apart + ch), Vector256.Load(dy + apart + ch));
-                f.Of(x0, dy0).Store(dx + ch);
-                f.Of(x1, dy1).Store(dx + apart + ch);
-            }
-            InputGradientTail(ref a, x, dy, dx, whole);
-            InputGradientTail(ref a, x + apart, dy + apart, dx + apart, whole);
-        }
-        if ((end - first) % 2 != 0)
-        {
-            long row = (long)(end - 1) * c;
-            T* x = a.X + row, dy = a.DY + row, dx = a.Y + row;
-            for (int ch = 0; ch < whole; ch += w)
-                GradientConstants(ref a, ch).Of(Vector256.Load(x + ch), Vector256.Load(dy + ch)).Store(dx + ch);
-            InputGradientTail(ref a, x, dy, dx, whole);
-        }
-    }
-
-    private static InputGradient<T> GradientConstants<T>(ref BatchNormArgs<T> a, int ch) where T : unmanaged, IFloatingPointIeee754<T> =>
-        new(Vector256.Load(a.Hi + ch), Vector256.Load(a.Lo + ch), Vector256.Load(a.Scale + ch), Vector256.Load(a.MeanDy + ch), Vector256.Load(a.K + ch));
-
-    // The channels of a row past its whole vectors, as in NormalizeTail.
-    private static void InputGradientTail<T>(ref BatchNormArgs<T> a, T* x, T* dy, T* dx, int whole) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        int w = Vector256<T>.Count, c = a.C;
-        if (whole == c)
-            return;
-        if (c >= w)
-        {
-            GradientConstants(ref a, c - w).Of(Vector256.Load(x + c - w), Vector256.Load(dy + c - w)).Store(dx + c - w);
-            return;
-        }
-        for (int ch = 0; ch < c; ch++)
-            dx[ch] = new InputGradient<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Lo[ch]), Vector256.CreateScalar(a.Scale[ch]),
-                Vector256.CreateScalar(a.MeanDy[ch]), Vector256.CreateScalar(a.K[ch])).Of(Vector256.CreateScalar(x[ch]), Vector256.CreateScalar(dy[ch])).ToScalar();
-    }
+    public static void InputGradientByRowRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T> =>
+        MapRows<T, InputGradient<T>, GradientMaps<T>>(a.Y, a.X, a.DY, a.C, first, end, new GradientMaps<T>(a.Hi, a.Lo, a.Scale, a.MeanDy, a.K));
 }

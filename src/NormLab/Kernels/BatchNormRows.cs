@@ -58,52 +58,78 @@ internal static unsafe partial class BatchNormRows
     }
 
     /// <summary>y = γ·x̂ + β over rows <c>[first, end)</c>, in memory order, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
-    /// <remarks>Two rows per pass over the constants: a vector of output then costs two and a half loads instead of four,
-    /// which is what bounds this loop on a batch in cache.</remarks>
-    public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T> =>
+        MapRows<T, Normalized<T>, NormalizeMaps<T>>(a.Y, a.X, a.X, a.C, first, end, new NormalizeMaps<T>(a.Hi, a.Alpha, a.Shift));
+
+    /// <summary>
+    /// y = f_ch(x, dy) over rows <c>[first, end)</c> of c channels, in memory order, two rows (half the range apart, so
+    /// that each stays one sequential stream) per pass over the per-channel constants: on a batch in cache their loads
+    /// bound the loop, and shared by two rows a vector of output costs two and a half loads instead of four (normalize).
+    /// Leftover channels go as one vector ending at c, over the block before (the same values again), or, for fewer
+    /// channels than a vector, one at a time.
+    /// </summary>
+    private static void MapRows<T, TMap, TMaps>(T* y, T* x, T* dy, int c, int first, int end, TMaps maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T> where TMaps : struct, IRowMaps<T, TMap>
     {
-        int w = Vector256<T>.Count, c = a.C, whole = c / w * w, half = (end - first) / 2;
+        int w = Vector256<T>.Count, whole = c / w * w, half = (end - first) / 2;
         long apart = (long)half * c;
         for (int i = first; i < first + half; i++)
         {
-            T* x = a.X + (long)i * c, y = a.Y + (long)i * c;
+            long row = (long)i * c;
             for (int ch = 0; ch < whole; ch += w)
             {
-                var f = Constants(ref a, ch);
-                var (x0, x1) = (Vector256.Load(x + ch), Vector256.Load(x + apart + ch));
-                f.Of(x0, default).Store(y + ch);
-                f.Of(x1, default).Store(y + apart + ch);
+                var f = maps.Vector(ch);
+                long p = row + ch, q = p + apart;
+                var (x0, dy0, x1, dy1) = (Vector256.Load(x + p), Vector256.Load(dy + p), Vector256.Load(x + q), Vector256.Load(dy + q));
+                f.Of(x0, dy0).Store(y + p);
+                f.Of(x1, dy1).Store(y + q);
             }
-            NormalizeTail(ref a, x, y, whole);
-            NormalizeTail(ref a, x + apart, y + apart, whole);
+            MapRowTail<T, TMap, TMaps>(y + row, x + row, dy + row, c, whole, maps);
+            MapRowTail<T, TMap, TMaps>(y + row + apart, x + row + apart, dy + row + apart, c, whole, maps);
         }
         if ((end - first) % 2 != 0)
         {
-            T* x = a.X + (long)(end - 1) * c, y = a.Y + (long)(end - 1) * c;
+            long row = (long)(end - 1) * c;
             for (int ch = 0; ch < whole; ch += w)
-                Constants(ref a, ch).Of(Vector256.Load(x + ch), default).Store(y + ch);
-            NormalizeTail(ref a, x, y, whole);
+                maps.Vector(ch).Of(Vector256.Load(x + row + ch), Vector256.Load(dy + row + ch)).Store(y + row + ch);
+            MapRowTail<T, TMap, TMaps>(y + row, x + row, dy + row, c, whole, maps);
         }
     }
 
-    private static Normalized<T> Constants<T>(ref BatchNormArgs<T> a, int ch) where T : unmanaged, IFloatingPointIeee754<T> =>
-        new(Vector256.Load(a.Hi + ch), Vector256.Load(a.Alpha + ch), Vector256.Load(a.Shift + ch));
-
-    // The channels of a row past its whole vectors: one vector ending at c, over the block before (the same values again),
-    // or, for fewer channels than a vector, one at a time.
-    private static void NormalizeTail<T>(ref BatchNormArgs<T> a, T* x, T* y, int whole) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void MapRowTail<T, TMap, TMaps>(T* y, T* x, T* dy, int c, int whole, TMaps maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T> where TMaps : struct, IRowMaps<T, TMap>
     {
-        int w = Vector256<T>.Count, c = a.C;
+        int w = Vector256<T>.Count;
         if (whole == c)
             return;
         if (c >= w)
         {
-            Constants(ref a, c - w).Of(Vector256.Load(x + c - w), default).Store(y + c - w);
+            maps.Vector(c - w).Of(Vector256.Load(x + c - w), Vector256.Load(dy + c - w)).Store(y + c - w);
             return;
         }
         for (int ch = 0; ch < c; ch++)
-            y[ch] = new Normalized<T>(Vector256.CreateScalar(a.Hi[ch]), Vector256.CreateScalar(a.Alpha[ch]), Vector256.CreateScalar(a.Shift[ch]))
-                .Of(Vector256.CreateScalar(x[ch]), default).ToScalar();
+            y[ch] = maps.Scalar(ch).Of(Vector256.CreateScalar(x[ch]), Vector256.CreateScalar(dy[ch])).ToScalar();
+    }
+
+    /// <summary>The per-channel maps of a row, from per-channel arrays: a vector of channels from ch on, or channel ch in lane 0.</summary>
+    private interface IRowMaps<T, TMap> where T : unmanaged where TMap : IMap<T>
+    {
+        TMap Vector(int ch);
+        TMap Scalar(int ch);
+    }
+
+    private readonly struct NormalizeMaps<T>(T* hi, T* alpha, T* shift) : IRowMaps<T, Normalized<T>> where T : unmanaged
+    {
+        public Normalized<T> Vector(int ch) => new(Vector256.Load(hi + ch), Vector256.Load(alpha + ch), Vector256.Load(shift + ch));
+        public Normalized<T> Scalar(int ch) => new(Vector256.CreateScalar(hi[ch]), Vector256.CreateScalar(alpha[ch]), Vector256.CreateScalar(shift[ch]));
+    }
+
+    private readonly struct GradientMaps<T>(T* hi, T* lo, T* scale, T* meanDy, T* k) : IRowMaps<T, InputGradient<T>> where T : unmanaged
+    {
+        public InputGradient<T> Vector(int ch) => new(Vector256.Load(hi + ch), Vector256.Load(lo + ch), Vector256.Load(scale + ch),
+            Vector256.Load(meanDy + ch), Vector256.Load(k + ch));
+        public InputGradient<T> Scalar(int ch) => new(Vector256.CreateScalar(hi[ch]), Vector256.CreateScalar(lo[ch]), Vector256.CreateScalar(scale[ch]),
+            Vector256.CreateScalar(meanDy[ch]), Vector256.CreateScalar(k[ch]));
     }
 
     /// <summary>One pass for Σdy and Σdy·(x − μ), one for dx; see <see cref="InputGradient{T}"/>.</summary>
