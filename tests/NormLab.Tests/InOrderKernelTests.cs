@@ -127,7 +127,7 @@ public unsafe class CenteredPairTests
             Assert.Equal(NormLab.Kernels.Centered.Deviations(px0, s, shift0), first);
             Assert.Equal(NormLab.Kernels.Centered.Deviations(px1, s, shift1), second);
             var (lo0, lo1) = (System.Runtime.Intrinsics.Vector256.Create(1e-5f), System.Runtime.Intrinsics.Vector256.Create(-3e-5f));
-            var (g0, g1) = NormLab.Kernels.Centered.SumGradients2(pdy0, px0, pdy1, px1, s, shift0, lo0, shift1, lo1);
+            var (g0, g1) = NormLab.Kernels.Centered.SumGradients2(pdy0, px0, pdy1, px1, s, shift0, lo0, shift1, lo1, default(NormLab.Kernels.Open<float>), default(NormLab.Kernels.Open<float>));
             Assert.Equal(NormLab.Kernels.Centered.SumGradients(pdy0, px0, s, shift0, lo0), g0);
             Assert.Equal(NormLab.Kernels.Centered.SumGradients(pdy1, px1, s, shift1, lo1), g1);
         }

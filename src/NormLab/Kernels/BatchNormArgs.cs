@@ -25,11 +25,23 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     public int N, C, S;
     /// <summary>Whether maps write whole lines with non-temporal stores (<see cref="Centered.MapStreaming{T, TMap, TMaps}"/>).</summary>
     public bool Streaming;
+    /// <summary>Whether a ReLU is fused after the layer: maps write max(y, 0), gradient passes see dy only where y &gt; 0
+    /// (<see cref="ReluGate{T}"/>, with the normalize constants; the in-order backward keeps them in <see cref="Alpha"/> and <see cref="Shift"/>).</summary>
+    public bool Relu;
     public double Eps;
 
     public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : Lanes.ToDouble(Gamma[ch]);
 
     public readonly double BetaOf(int ch) => Beta == null ? 0.0 : Lanes.ToDouble(Beta[ch]);
+
+    /// <summary>The gate of a fused ReLU for channel <paramref name="ch"/>, from the statistics and γ, β as the forward had them.</summary>
+    public readonly TGate GateOf<TGate>(int ch) where TGate : struct, IGate<T, TGate>
+    {
+        if (typeof(TGate) == typeof(Open<T>))
+            return default;
+        var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(Mean[ch], InvStd[ch], GammaOf(ch), BetaOf(ch));
+        return TGate.Create(hi, alpha, shift);
+    }
 
     /// <summary>dβ += Σdy, dγ += Σdy·x̂ = invStd·Σdy·(x − μ).</summary>
     public readonly void AccumulateParameterGradients(int ch, double sumDy, double sumDyXc)

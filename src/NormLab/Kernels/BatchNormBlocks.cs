@@ -100,6 +100,15 @@ internal static unsafe class BatchNormBlocks
     /// </summary>
     public static void GradientSumsRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (a.Relu)
+            GradientSumsRange<T, ReluGate<T>>(ref a, first, end);
+        else
+            GradientSumsRange<T, Open<T>>(ref a, first, end);
+    }
+
+    private static void GradientSumsRange<T, TGate>(ref BatchNormArgs<T> a, int first, int end)
+        where T : unmanaged, IFloatingPointIeee754<T> where TGate : struct, IGate<T, TGate>
+    {
         int n = a.N, c = a.C, s = a.S, per = SamplesPerBlock(n);
         for (int b = first; b < end; b++)
         {
@@ -111,7 +120,8 @@ internal static unsafe class BatchNormBlocks
             for (int i = i0; i < i1; i++)
                 for (int ch = 0; ch < c; ch++, at += s)
                 {
-                    var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]));
+                    var gate = a.Relu ? TGate.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]) : default;
+                    var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]), gate);
                     sumDy[ch] += DoubleLanes.Widen(dy).Total;
                     sumDyXc[ch] += DoubleLanes.Widen(dyXc).Total;
                 }
@@ -129,7 +139,11 @@ internal static unsafe class BatchNormBlocks
             var gradient = new InputGradient<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]), Vector256.Create(a.Scale[ch]),
                 Vector256.Create(a.MeanDy[ch]), Vector256.Create(a.K[ch]));
             long at = (long)plane * s;
-            Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
+            if (a.Relu)
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s,
+                    new Gated<T, InputGradient<T>>(ReluGate<T>.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]), gradient));
+            else
+                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
         }
     }
 

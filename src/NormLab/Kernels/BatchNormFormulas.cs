@@ -10,6 +10,12 @@ internal interface ITerm<T> where T : unmanaged
     Vector256<T> Of(Vector256<T> x);
 }
 
+/// <summary>A normalize map (with or without a fused activation) built from one channel's constants of <see cref="Normalized{T}"/>.</summary>
+internal interface INormalizeMap<T, TSelf> where T : unmanaged where TSelf : struct, INormalizeMap<T, TSelf>
+{
+    static abstract TSelf Create(T hi, T alpha, T shift);
+}
+
 /// <summary>A per-element output from x (and dy, for the backward pass).</summary>
 internal interface IMap<T> where T : unmanaged
 {
@@ -117,8 +123,11 @@ internal readonly struct SquaredDeviation<T>(Vector256<T> hi, Vector256<T> lo) :
 /// y = γ·x̂ + β with x̂ = (x − μ)·invStd, written y = (x − hi)·α + β' with α = γ·invStd and β' = β − lo·α: one rounding per
 /// element, and the mean's low part folded into the shift (not into x, where it would be lost for data far from zero).
 /// </summary>
-internal readonly struct Normalized<T>(Vector256<T> hi, Vector256<T> alpha, Vector256<T> shift) : IMap<T> where T : unmanaged
+internal readonly struct Normalized<T>(Vector256<T> hi, Vector256<T> alpha, Vector256<T> shift) : IMap<T>, INormalizeMap<T, Normalized<T>>
+    where T : unmanaged
 {
+    public static Normalized<T> Create(T hi, T alpha, T shift) => new(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Vector256<T> Of(Vector256<T> x, Vector256<T> dy) => Lanes.Fma(x - hi, alpha, shift);
 }
@@ -139,4 +148,54 @@ internal readonly struct ScaledGradient<T>(Vector256<T> scale) : IMap<T> where T
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Vector256<T> Of(Vector256<T> x, Vector256<T> dy) => dy * scale;
+}
+
+/// <summary>
+/// What a gradient pass sees of dy: all of it (<see cref="Open{T}"/>), or only where a ReLU fused after the layer passed its
+/// input (<see cref="ReluGate{T}"/>). Created per channel from the normalize constants of <see cref="Normalized{T}"/>.
+/// </summary>
+internal interface IGate<T, TSelf> where T : unmanaged where TSelf : struct, IGate<T, TSelf>
+{
+    static abstract TSelf Create(T hi, T alpha, T shift);
+
+    Vector256<T> Of(Vector256<T> dy, Vector256<T> x);
+}
+
+/// <summary>dy as it is: the layer without a fused activation.</summary>
+internal readonly struct Open<T> : IGate<T, Open<T>> where T : unmanaged
+{
+    public static Open<T> Create(T hi, T alpha, T shift) => default;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Of(Vector256<T> dy, Vector256<T> x) => dy;
+}
+
+/// <summary>
+/// dy where y = γ·x̂ + β &gt; 0, else 0: the backward of a ReLU fused after the layer. y is recomputed from x with the
+/// forward's constants, by the same operations as <see cref="Normalized{T}"/>, so the gate opens exactly where the
+/// forward's ReLU passed a positive value, and dy·[y &gt; 0] has the bits of <c>ReLU.Backward</c>.
+/// </summary>
+internal readonly struct ReluGate<T>(Vector256<T> hi, Vector256<T> alpha, Vector256<T> shift) : IGate<T, ReluGate<T>> where T : unmanaged
+{
+    public static ReluGate<T> Create(T hi, T alpha, T shift) => new(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Of(Vector256<T> dy, Vector256<T> x) => dy & Vector256.GreaterThan(Lanes.Fma(x - hi, alpha, shift), Vector256<T>.Zero);
+}
+
+/// <summary>A gradient map fed through a <see cref="ReluGate{T}"/>.</summary>
+internal readonly struct Gated<T, TMap>(ReluGate<T> gate, TMap map) : IMap<T> where T : unmanaged where TMap : struct, IMap<T>
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Of(Vector256<T> x, Vector256<T> dy) => map.Of(x, gate.Of(dy, x));
+}
+
+/// <summary>max(f(x), 0): a map followed by a fused ReLU, with the IEEE maximum of <c>ReLU.Forward</c> (NaN stays NaN, −0 becomes +0).</summary>
+internal readonly struct Rectified<T, TMap>(TMap map) : IMap<T>, INormalizeMap<T, Rectified<T, TMap>>
+    where T : unmanaged where TMap : struct, IMap<T>, INormalizeMap<T, TMap>
+{
+    public static Rectified<T, TMap> Create(T hi, T alpha, T shift) => new(TMap.Create(hi, alpha, shift));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<T> Of(Vector256<T> x, Vector256<T> dy) => Vector256.Max(map.Of(x, dy), Vector256<T>.Zero);
 }

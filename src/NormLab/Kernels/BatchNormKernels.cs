@@ -127,8 +127,16 @@ public static unsafe class BatchNormKernels
     /// </summary>
     public static void ForwardTraining<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, double eps,
         int n, int c, int s, Span<double> mean, Span<double> m2, Span<double> invStd)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        ForwardTraining(y, x, gamma, beta, eps, n, c, s, mean, m2, invStd, relu: false);
+
+    /// <summary><see cref="ForwardTraining{T}(Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, double, int, int, int, Span{double}, Span{double}, Span{double})"/>,
+    /// followed by y = max(y, 0) in the same pass when <paramref name="relu"/> (planes only, s &gt; 1).</summary>
+    internal static void ForwardTraining<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, double eps,
+        int n, int c, int s, Span<double> mean, Span<double> m2, Span<double> invStd, bool relu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        CheckRelu(relu, s);
         CheckSizes(x.Length, n, c, s, mean.Length, m2.Length);
         CheckSizes(y.Length, n, c, s, invStd.Length, invStd.Length);
         CheckOutput(y, x);
@@ -139,7 +147,7 @@ public static unsafe class BatchNormKernels
             // The statistics (in order, or by chunks of channels), then the normalize pass in memory order.
             Moments(x, n, c, s, mean, m2);
             InvStd(invStd.Slice(0, c), m2, (double)n * s, eps);
-            Normalize(y, x, mean, invStd, gamma, beta, n, c, s);
+            Normalize(y, x, mean, invStd, gamma, beta, n, c, s, relu);
             return;
         }
         fixed (T* py = y, px = x, pGamma = gamma, pBeta = beta)
@@ -148,7 +156,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, M2 = pM2, InvStd = pInvStd, N = n, C = c, S = s, Eps = eps,
-                Streaming = Streams<T>(y.Length, s),
+                Streaming = Streams<T>(y.Length, s), Relu = relu,
             };
             ByChannel(ref args, &BatchNormPlanes.ForwardTrainingRange<T>, &BatchNormRows.ForwardTrainingRange<T>);
         }
@@ -198,8 +206,15 @@ public static unsafe class BatchNormKernels
     /// </summary>
     public static void Normalize<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd,
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s)
+        where T : unmanaged, IFloatingPointIeee754<T> => Normalize(y, x, mean, invStd, gamma, beta, n, c, s, relu: false);
+
+    /// <summary><see cref="Normalize{T}(Span{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, int)"/>,
+    /// followed by y = max(y, 0) in the same pass when <paramref name="relu"/> (planes only, s &gt; 1).</summary>
+    internal static void Normalize<T>(Span<T> y, ReadOnlySpan<T> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd,
+        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        CheckRelu(relu, s);
         CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
         CheckSizes(y.Length, n, c, s, c, c);
         CheckOutput(y, x);
@@ -212,7 +227,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<T>
             {
                 Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, InvStd = pInvStd, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c,
-                N = n, C = c, S = s,
+                N = n, C = c, S = s, Relu = relu,
             };
             AffineConstants(ref args);
             args.Streaming = Streams<T>(y.Length, s);
@@ -236,38 +251,52 @@ public static unsafe class BatchNormKernels
     /// </summary>
     public static void BackwardBatchStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        BackwardBatchStats(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, default, n, c, s, relu: false);
+
+    /// <summary>
+    /// <see cref="BackwardBatchStats{T}(Span{T}, Span{T}, Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, int, int, int)"/>
+    /// of the layer followed by a ReLU when <paramref name="relu"/>: dy is the gradient of max(y, 0) and counts only where
+    /// y = γ·x̂ + β, recomputed from x with <paramref name="beta"/>, is positive (planes only, s &gt; 1).
+    /// </summary>
+    internal static void BackwardBatchStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        CheckRelu(relu, s);
         if (InOrder<T>(n, c, s) || SplitsRows<T>(n, c, s))
-            InOrderBackward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s);
+            InOrderBackward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, beta, n, c, s, relu);
         else
-            Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
+            Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, beta, n, c, s, relu,
                 &BatchNormPlanes.BackwardBatchStatsRange<T>, &BatchNormRows.BackwardBatchStatsRange<T>);
     }
 
     // BackwardBatchStats walking memory in order: the sums per block over the team, added here in block order (or, for
     // SplitsRows, by chunks of channels), then dx plane by plane or row by row.
     private static void InOrderBackward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
-        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckBackward(dx, dy, x, mean, invStd, n, c, s);
         bool chunkSums = !InOrder<T>(n, c, s); // SplitsRows: the sums by chunks of channels
         int blocks = chunkSums ? 0 : s > 1 ? BatchNormBlocks.Blocks(n) : BatchNormRows.RowBlocks(n);
         double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c + 2 * c);
-        T[] constants = ArrayPool<T>.Shared.Rent(5 * c);
-        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pdGamma = dGamma, pdBeta = dBeta, pk = constants)
+        T[] constants = ArrayPool<T>.Shared.Rent(7 * c);
+        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pBeta = beta, pdGamma = dGamma, pdBeta = dBeta, pk = constants)
         fixed (double* pMean = mean, pInvStd = invStd, pPartials = partials)
         {
             var args = new BatchNormArgs<T>
             {
-                Y = pdx, DY = pdy, X = px, Gamma = pGamma, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
+                Y = pdx, DY = pdy, X = px, Gamma = pGamma, Beta = pBeta, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
                 PartialA = pPartials, PartialB = pPartials + blocks * c, SumDy = pPartials + 2 * blocks * c, SumDyXc = pPartials + 2 * blocks * c + c,
-                Hi = pk, Lo = pk + c, Scale = pk + 2 * c, MeanDy = pk + 3 * c, K = pk + 4 * c,
-                N = n, C = c, S = s,
+                Hi = pk, Lo = pk + c, Scale = pk + 2 * c, MeanDy = pk + 3 * c, K = pk + 4 * c, Alpha = pk + 5 * c, Shift = pk + 6 * c,
+                N = n, C = c, S = s, Relu = relu,
             };
             for (int ch = 0; ch < c; ch++)
                 (args.Hi[ch], args.Lo[ch]) = Centered.Split<T>(mean[ch]);
+            if (relu)
+                for (int ch = 0; ch < c; ch++)
+                    (_, args.Alpha[ch], args.Shift[ch]) = BatchNormFormulas.Affine<T>(mean[ch], invStd[ch], args.GammaOf(ch), args.BetaOf(ch));
             if (chunkSums)
             {
                 // The parameter gradients are added below, once, from the sums.
@@ -296,17 +325,29 @@ public static unsafe class BatchNormKernels
     }
 
     /// <summary>
-    /// Backward of <see cref="Normalize{T}"/> when the statistics are constants (eval mode, frozen statistics): the layer is
+    /// Backward of <see cref="Normalize{T}(Span{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, int)"/> when the statistics are constants (eval mode, frozen statistics): the layer is
     /// the affine map y = γ·invStd·(x − mean) + β, so dx = dy·γ·invStd, dγ += Σ dy·x̂, dβ += Σ dy.
     /// </summary>
     public static void BackwardFixedStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
         ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s)
         where T : unmanaged, IFloatingPointIeee754<T> =>
-        Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, n, c, s,
-            &BatchNormPlanes.BackwardFixedStatsRange<T>, &BatchNormRows.BackwardFixedStatsRange<T>);
+        BackwardFixedStats(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, default, n, c, s, relu: false);
 
     /// <summary>
-    /// The first half of <see cref="BackwardBatchStats{T}"/>: per channel Σdy and Σdy·(x − mean) of this slice, and the
+    /// <see cref="BackwardFixedStats{T}(Span{T}, Span{T}, Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, int, int, int)"/>
+    /// with a fused ReLU after the layer, as in <see cref="BackwardBatchStats{T}(Span{T}, Span{T}, Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, int, bool)"/>.
+    /// </summary>
+    internal static void BackwardFixedStats<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckRelu(relu, s);
+        Backward(dx, dGamma, dBeta, dy, x, mean, invStd, gamma, beta, n, c, s, relu,
+            &BatchNormPlanes.BackwardFixedStatsRange<T>, &BatchNormRows.BackwardFixedStatsRange<T>);
+    }
+
+    /// <summary>
+    /// The first half of <see cref="BackwardBatchStats{T}(Span{T}, Span{T}, Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, int, int, int)"/>: per channel Σdy and Σdy·(x − mean) of this slice, and the
     /// parameter gradients dβ += Σdy, dγ += invStd·Σdy·(x − mean). Split from the second half (<see cref="InputGradientFromSums{T}"/>)
     /// so that the sums of a batch spread over processes can be added up in between (SyncBatchNorm). An empty slice gives zeros.
     /// </summary>
@@ -333,7 +374,7 @@ public static unsafe class BatchNormKernels
     }
 
     /// <summary>
-    /// The second half of <see cref="BackwardBatchStats{T}"/>: dx = γ·invStd·(dy − Σdy/m − (x − mean)·invStd²·Σdy·(x − mean)/m)
+    /// The second half of <see cref="BackwardBatchStats{T}(Span{T}, Span{T}, Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, int, int, int)"/>: dx = γ·invStd·(dy − Σdy/m − (x − mean)·invStd²·Σdy·(x − mean)/m)
     /// with the sums and the count m of the whole batch, of which this slice may be a part.
     /// </summary>
     public static void InputGradientFromSums<T>(Span<T> dx, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd,
@@ -360,20 +401,20 @@ public static unsafe class BatchNormKernels
     }
 
     private static void Backward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
-        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, int n, int c, int s,
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu,
         delegate*<ref BatchNormArgs<T>, int, int, void> planes, delegate*<ref BatchNormArgs<T>, int, int, void> rows)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         CheckBackward(dx, dy, x, mean, invStd, n, c, s);
         if ((long)n * s == 0)
             return;
-        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pdGamma = dGamma, pdBeta = dBeta)
+        fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pBeta = beta, pdGamma = dGamma, pdBeta = dBeta)
         fixed (double* pMean = mean, pInvStd = invStd)
         {
             var args = new BatchNormArgs<T>
             {
-                Y = pdx, DY = pdy, X = px, Gamma = pGamma, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
-                N = n, C = c, S = s, Streaming = Streams<T>(dx.Length, s),
+                Y = pdx, DY = pdy, X = px, Gamma = pGamma, Beta = pBeta, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
+                N = n, C = c, S = s, Streaming = Streams<T>(dx.Length, s), Relu = relu,
             };
             ByChannel(ref args, planes, rows);
         }
@@ -443,6 +484,13 @@ public static unsafe class BatchNormKernels
         CheckSizes(dx.Length, n, c, s, c, c);
         CheckOutput(dx, x);
         CheckOutput(dx, dy);
+    }
+
+    // The fused ReLU is written for the plane walks; [n, c] batches ([N, C] BatchNorm1d) run the ReLU as a layer of its own.
+    private static void CheckRelu(bool relu, int s)
+    {
+        if (relu && s == 1)
+            throw new ArgumentException("BatchNorm kernel: a fused ReLU needs planes (s > 1).");
     }
 
     private static void CheckSizes(int length, int n, int c, int s, int stats1, int stats2)

@@ -105,7 +105,7 @@ internal static unsafe class BatchNormPlanes
                 var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(a.Mean[ch], a.InvStd[ch], a.GammaOf(ch), a.BetaOf(ch));
                 maps[ch - c0] = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
             }
-            MapGroup(ref a, c0, c1, a.X, maps);
+            MapNormalized(ref a, c0, c1, maps.Slice(0, c1 - c0));
         }
         if (a.Streaming)
             Centered.Fence();
@@ -114,32 +114,40 @@ internal static unsafe class BatchNormPlanes
     /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
     public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (a.Relu)
+            NormalizeRange<T, Rectified<T, Normalized<T>>>(ref a, first, end);
+        else
+            NormalizeRange<T, Normalized<T>>(ref a, first, end);
+    }
+
+    private static void NormalizeRange<T, TMap>(ref BatchNormArgs<T> a, int first, int end)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>, INormalizeMap<T, TMap>
+    {
         int c = a.C, s = a.S;
         if (a.Streaming)
         {
             // The planes of a range are one run of memory: streamed whole, across the planes' boundaries.
             long at = (long)first * s;
-            Centered.MapStreaming<T, Normalized<T>, ChannelMaps<T>>(a.Y + at, a.X + at, a.X + at, end - first, s,
-                new ChannelMaps<T>(a.Hi, a.Alpha, a.Shift, c, first));
+            Centered.MapStreaming<T, TMap, ChannelMaps<T, TMap>>(a.Y + at, a.X + at, a.X + at, end - first, s,
+                new ChannelMaps<T, TMap>(a.Hi, a.Alpha, a.Shift, c, first));
             Centered.Fence();
             return;
         }
         for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
         {
-            var normalized = new Normalized<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Alpha[ch]), Vector256.Create(a.Shift[ch]));
             long at = (long)plane * s;
-            Centered.Map(a.Y + at, a.X + at, a.X + at, s, normalized);
+            Centered.Map(a.Y + at, a.X + at, a.X + at, s, TMap.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]));
         }
     }
 
     // Plane k of a run from plane `first` on normalizes with the constants of its channel.
-    private readonly struct ChannelMaps<T>(T* hi, T* alpha, T* shift, int c, int first) : IPlaneMaps<Normalized<T>>
-        where T : unmanaged, IFloatingPointIeee754<T>
+    private readonly struct ChannelMaps<T, TMap>(T* hi, T* alpha, T* shift, int c, int first) : IPlaneMaps<TMap>
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, INormalizeMap<T, TMap>
     {
-        public Normalized<T> Plane(int k)
+        public TMap Plane(int k)
         {
             int ch = (first + k) % c;
-            return new Normalized<T>(Vector256.Create(hi[ch]), Vector256.Create(alpha[ch]), Vector256.Create(shift[ch]));
+            return TMap.Create(hi[ch], alpha[ch], shift[ch]);
         }
     }
 
@@ -192,7 +200,7 @@ internal static unsafe class BatchNormPlanes
                 GroupGradientSums(ref a, c0, c1, sumDy, sumDyXc);
             for (int ch = c0; ch < c1; ch++)
                 maps[ch - c0] = new ScaledGradient<T>(Vector256.Create(Lanes.FromDouble<T>(a.GammaOf(ch) * a.InvStd[ch])));
-            MapGroup(ref a, c0, c1, a.DY, maps);
+            MapGradients(ref a, c0, c1, (ReadOnlySpan<ScaledGradient<T>>)maps.Slice(0, c1 - c0));
         }
         if (a.Streaming)
             Centered.Fence();
@@ -210,14 +218,56 @@ internal static unsafe class BatchNormPlanes
             maps[ch - c0] = new InputGradient<T>(Vector256.Create(hi), Vector256.Create(lo), Vector256.Create(scale),
                 Vector256.Create(meanDy), Vector256.Create(k));
         }
-        MapGroup(ref a, c0, c1, a.DY, maps);
+        MapGradients(ref a, c0, c1, (ReadOnlySpan<InputGradient<T>>)maps);
+    }
+
+    // y = max(γ·x̂ + β, 0) with a fused ReLU, else γ·x̂ + β, over the planes of channels [c0, c1).
+    private static void MapNormalized<T>(ref BatchNormArgs<T> a, int c0, int c1, ReadOnlySpan<Normalized<T>> maps)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (!a.Relu)
+        {
+            MapGroup(ref a, c0, c1, a.X, maps);
+            return;
+        }
+        Span<Rectified<T, Normalized<T>>> rectified = stackalloc Rectified<T, Normalized<T>>[maps.Length];
+        for (int k = 0; k < maps.Length; k++)
+            rectified[k] = new(maps[k]);
+        MapGroup(ref a, c0, c1, a.X, (ReadOnlySpan<Rectified<T, Normalized<T>>>)rectified);
+    }
+
+    // A gradient map over the planes of channels [c0, c1), fed dy through the gate of a fused ReLU if there is one.
+    private static void MapGradients<T, TMap>(ref BatchNormArgs<T> a, int c0, int c1, ReadOnlySpan<TMap> maps)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : unmanaged, IMap<T>
+    {
+        if (!a.Relu)
+        {
+            MapGroup(ref a, c0, c1, a.DY, maps);
+            return;
+        }
+        Span<Gated<T, TMap>> gated = stackalloc Gated<T, TMap>[maps.Length];
+        for (int k = 0; k < maps.Length; k++)
+            gated[k] = new(a.GateOf<ReluGate<T>>(c0 + k), maps[k]);
+        MapGroup(ref a, c0, c1, a.DY, (ReadOnlySpan<Gated<T, TMap>>)gated);
     }
 
     // Σdy and Σdy·(x − μ) of channels [c0, c1), each adding its planes in sample order; accumulates dβ += Σdy and dγ += Σdy·x̂.
     private static void GroupGradientSums<T>(ref BatchNormArgs<T> a, int c0, int c1, Span<double> sumDy, Span<double> sumDyXc)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (a.Relu)
+            GroupGradientSums<T, ReluGate<T>>(ref a, c0, c1, sumDy, sumDyXc);
+        else
+            GroupGradientSums<T, Open<T>>(ref a, c0, c1, sumDy, sumDyXc);
+    }
+
+    private static void GroupGradientSums<T, TGate>(ref BatchNormArgs<T> a, int c0, int c1, Span<double> sumDy, Span<double> sumDyXc)
+        where T : unmanaged, IFloatingPointIeee754<T> where TGate : unmanaged, IGate<T, TGate>
+    {
         int n = a.N, c = a.C, s = a.S, g = c1 - c0;
+        Span<TGate> gates = stackalloc TGate[g];
+        for (int k = 0; k < g; k++)
+            gates[k] = a.GateOf<TGate>(c0 + k);
         Span<DoubleLanes> dySums = stackalloc DoubleLanes[g], dyXcSums = stackalloc DoubleLanes[g];
         Span<T> his = stackalloc T[g], los = stackalloc T[g];
         dySums.Clear();
@@ -231,7 +281,7 @@ internal static unsafe class BatchNormPlanes
             for (; k + 1 < g; k += 2, at += 2 * s)
             {
                 var (first, second) = Centered.SumGradients2(a.DY + at, a.X + at, a.DY + at + s, a.X + at + s, s,
-                    Vector256.Create(his[k]), Vector256.Create(los[k]), Vector256.Create(his[k + 1]), Vector256.Create(los[k + 1]));
+                    Vector256.Create(his[k]), Vector256.Create(los[k]), Vector256.Create(his[k + 1]), Vector256.Create(los[k + 1]), gates[k], gates[k + 1]);
                 dySums[k].Add(first.SumDy);
                 dyXcSums[k].Add(first.SumDyXc);
                 dySums[k + 1].Add(second.SumDy);
@@ -239,7 +289,7 @@ internal static unsafe class BatchNormPlanes
             }
             for (; k < g; k++, at += s)
             {
-                var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]));
+                var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]), gates[k]);
                 dySums[k].Add(dy);
                 dyXcSums[k].Add(dyXc);
             }

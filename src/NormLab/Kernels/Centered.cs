@@ -113,67 +113,76 @@ internal static unsafe class Centered
 
     /// <summary>Σ dy and Σ dy·((x − hi) − lo) over <paramref name="s"/> values, per lane, in one pass over both inputs.</summary>
     public static (Vector256<T> SumDy, Vector256<T> SumDyXc) SumGradients<T>(T* dy, T* x, int s, Vector256<T> hi, Vector256<T> lo)
-        where T : unmanaged, IFloatingPointIeee754<T>
+        where T : unmanaged, IFloatingPointIeee754<T> => SumGradients(dy, x, s, hi, lo, default(Open<T>));
+
+    /// <summary><see cref="SumGradients{T}(T*, T*, int, Vector256{T}, Vector256{T})"/> of the gradient the gate lets through.</summary>
+    public static (Vector256<T> SumDy, Vector256<T> SumDyXc) SumGradients<T, TGate>(T* dy, T* x, int s, Vector256<T> hi, Vector256<T> lo, TGate gate)
+        where T : unmanaged, IFloatingPointIeee754<T> where TGate : struct, IGate<T, TGate>
     {
         int w = Vector256<T>.Count;
         if (s < w)
         {
             var keep = ~Lanes.Last<T>(w - s);
-            var g = Lanes.LoadPartial(dy, s);
-            return (g & keep, (g * ((Lanes.LoadPartial(x, s) - hi) - lo)) & keep);
+            var xs = Lanes.LoadPartial(x, s);
+            var g = gate.Of(Lanes.LoadPartial(dy, s), xs);
+            return (g & keep, (g * ((xs - hi) - lo)) & keep);
         }
         Vector256<T> d0 = default, d1 = default, p0 = default, p1 = default;
         int i = 0;
         for (; i <= s - 2 * w; i += 2 * w)
         {
-            var g0 = Vector256.Load(dy + i);
-            var g1 = Vector256.Load(dy + i + w);
+            var (x0, x1) = (Vector256.Load(x + i), Vector256.Load(x + i + w));
+            var g0 = gate.Of(Vector256.Load(dy + i), x0);
+            var g1 = gate.Of(Vector256.Load(dy + i + w), x1);
             d0 += g0;
             d1 += g1;
-            p0 += g0 * ((Vector256.Load(x + i) - hi) - lo);
-            p1 += g1 * ((Vector256.Load(x + i + w) - hi) - lo);
+            p0 += g0 * ((x0 - hi) - lo);
+            p1 += g1 * ((x1 - hi) - lo);
         }
         for (; i <= s - w; i += w)
         {
-            var g = Vector256.Load(dy + i);
+            var xi = Vector256.Load(x + i);
+            var g = gate.Of(Vector256.Load(dy + i), xi);
             d0 += g;
-            p0 += g * ((Vector256.Load(x + i) - hi) - lo);
+            p0 += g * ((xi - hi) - lo);
         }
         if (i < s)
         {
             var keep = Lanes.Last<T>(s - i);
-            var g = Vector256.Load(dy + s - w) & keep;
+            var xi = Vector256.Load(x + s - w);
+            var g = gate.Of(Vector256.Load(dy + s - w), xi) & keep;
             d1 += g;
-            p1 += g * ((Vector256.Load(x + s - w) - hi) - lo);
+            p1 += g * ((xi - hi) - lo);
         }
         return (d0 + d1, p0 + p1);
     }
 
     /// <summary><see cref="SumGradients{T}"/> of two planes at once, each with the same operations in the same order (the
     /// same bits), for the latency of short planes as in <see cref="Deviations2{T}"/>.</summary>
-    public static ((Vector256<T> SumDy, Vector256<T> SumDyXc) First, (Vector256<T> SumDy, Vector256<T> SumDyXc) Second) SumGradients2<T>(
-        T* dy0, T* x0, T* dy1, T* x1, int s, Vector256<T> hi0, Vector256<T> lo0, Vector256<T> hi1, Vector256<T> lo1)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    public static ((Vector256<T> SumDy, Vector256<T> SumDyXc) First, (Vector256<T> SumDy, Vector256<T> SumDyXc) Second) SumGradients2<T, TGate>(
+        T* dy0, T* x0, T* dy1, T* x1, int s, Vector256<T> hi0, Vector256<T> lo0, Vector256<T> hi1, Vector256<T> lo1, TGate gate0, TGate gate1)
+        where T : unmanaged, IFloatingPointIeee754<T> where TGate : struct, IGate<T, TGate>
     {
         int w = Vector256<T>.Count;
         if (s < 2 * w || s % (2 * w) != 0)
-            return (SumGradients(dy0, x0, s, hi0, lo0), SumGradients(dy1, x1, s, hi1, lo1));
+            return (SumGradients(dy0, x0, s, hi0, lo0, gate0), SumGradients(dy1, x1, s, hi1, lo1, gate1));
         Vector256<T> d0 = default, d1 = default, p0 = default, p1 = default;
         Vector256<T> e0 = default, e1 = default, r0 = default, r1 = default;
         for (int i = 0; i < s; i += 2 * w)
         {
-            var g0 = Vector256.Load(dy0 + i);
-            var g1 = Vector256.Load(dy0 + i + w);
-            var h0 = Vector256.Load(dy1 + i);
-            var h1 = Vector256.Load(dy1 + i + w);
+            var (x00, x01, x10, x11) = (Vector256.Load(x0 + i), Vector256.Load(x0 + i + w), Vector256.Load(x1 + i), Vector256.Load(x1 + i + w));
+            var g0 = gate0.Of(Vector256.Load(dy0 + i), x00);
+            var g1 = gate0.Of(Vector256.Load(dy0 + i + w), x01);
+            var h0 = gate1.Of(Vector256.Load(dy1 + i), x10);
+            var h1 = gate1.Of(Vector256.Load(dy1 + i + w), x11);
             d0 += g0;
             d1 += g1;
             e0 += h0;
             e1 += h1;
-            p0 += g0 * ((Vector256.Load(x0 + i) - hi0) - lo0);
-            p1 += g1 * ((Vector256.Load(x0 + i + w) - hi0) - lo0);
-            r0 += h0 * ((Vector256.Load(x1 + i) - hi1) - lo1);
-            r1 += h1 * ((Vector256.Load(x1 + i + w) - hi1) - lo1);
+            p0 += g0 * ((x00 - hi0) - lo0);
+            p1 += g1 * ((x01 - hi0) - lo0);
+            r0 += h0 * ((x10 - hi1) - lo1);
+            r1 += h1 * ((x11 - hi1) - lo1);
         }
         return ((d0 + d1, p0 + p1), (e0 + e1, r0 + r1));
     }

@@ -21,6 +21,10 @@ public abstract class Activation : Module
         return y;
     }
 
+    /// <summary>The output tensor for input <paramref name="x"/>, for a layer that computes this activation in its own pass
+    /// (<see cref="BatchNorm.ForwardRelu"/>); the backward then reads it as after this module's own forward.</summary>
+    internal Tensor OutputFor(Tensor x) => Tensor.Ensure(ref _output, x.Shape);
+
     /// <inheritdoc/>
     protected override Tensor BackwardCore(Tensor dy)
     {

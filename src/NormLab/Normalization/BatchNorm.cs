@@ -23,7 +23,7 @@ public abstract class BatchNorm : Module, IBatchCounter
     private readonly double[] _m2;
     private readonly double[] _invStd;
     private Tensor? _input;
-    private Tensor? _output;
+    private Tensor? _output; // unused by ForwardRelu, which writes into the ReLU's output
     private Tensor? _inputGrad;
     private bool _usedBatchStats;
     private (int N, int C, int S) _layout;
@@ -165,13 +165,47 @@ public abstract class BatchNorm : Module, IBatchCounter
     protected override Tensor ForwardCore(Tensor x)
     {
         var (n, c, s) = Layout(x);
+        return Run(x, Tensor.Ensure(ref _output, x.Shape), n, c, s, relu: false);
+    }
+
+    /// <summary>
+    /// Whether <see cref="ForwardRelu"/> applies to <paramref name="x"/>: a plain BatchNorm1d/2d (not a subclass with
+    /// statistics of its own) over planes (H·W or L &gt; 1; [N, C] batches keep the ReLU as a layer), neither module observed
+    /// by a hook. Throws what <see cref="Module.Forward"/> would for an input of the wrong shape.
+    /// </summary>
+    internal bool CanFuseRelu(Tensor x, ReLU relu) =>
+        this is BatchNorm1d or BatchNorm2d && ForwardHook is null && relu.ForwardHook is null && x.Length > 0 && Layout(x).S > 1;
+
+    /// <summary>
+    /// This layer and the <paramref name="relu"/> after it in one pass over the data: the ReLU's output max(BN(x), 0),
+    /// written into the ReLU's own output tensor, so that <c>relu.Backward</c> works as after its own forward. The
+    /// pre-activation output is not kept. Bit for bit what the two layers compute one after the other.
+    /// </summary>
+    internal Tensor ForwardRelu(Tensor x, ReLU relu)
+    {
+        var (n, c, s) = Layout(x);
+        return Run(x, relu.OutputFor(x), n, c, s, relu: true);
+    }
+
+    /// <summary>
+    /// The backward of <see cref="ForwardRelu"/>: <paramref name="dz"/> is the gradient of the ReLU's output, taken through
+    /// the ReLU (where γ·x̂ + β &gt; 0) and this layer in the passes of this layer's backward alone.
+    /// </summary>
+    internal Tensor BackwardRelu(Tensor dz, ReLU relu)
+    {
+        ShapeCheck.Gradient(dz, _input, this);
+        return Backward(dz, relu: true);
+    }
+
+    private Tensor Run(Tensor x, Tensor y, int n, int c, int s, bool relu)
+    {
         _layout = (n, c, s);
         _input = x;
-        var y = Tensor.Ensure(ref _output, x.Shape);
         _usedBatchStats = (Training && !Frozen) || RunningMean is null;
         if (_usedBatchStats)
         {
-            long m = NormalizeWithBatchStatistics(y, x, n, c, s, _mean, _m2, _invStd);
+            long m = relu ? BatchStatistics(y, x, n, c, s, _mean, _m2, _invStd, relu: true)
+                : NormalizeWithBatchStatistics(y, x, n, c, s, _mean, _m2, _invStd);
             if (m > 0 && Training && RunningMean is not null && RunningVar is not null)
             {
                 NumBatchesTracked++;
@@ -189,7 +223,7 @@ public abstract class BatchNorm : Module, IBatchCounter
             _mean[ch] = rm[ch];
             _invStd[ch] = 1.0 / Math.Sqrt(rv[ch] + Eps);
         }
-        BatchNormKernels.Normalize<float>(y.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s);
+        BatchNormKernels.Normalize<float>(y.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s, relu);
         return y;
     }
 
@@ -200,7 +234,9 @@ public abstract class BatchNorm : Module, IBatchCounter
     /// <paramref name="x"/>; <see cref="SyncBatchNorm"/> merges it with the other processes' parts.
     /// </summary>
     private protected virtual long NormalizeWithBatchStatistics(Tensor y, Tensor x, int n, int c, int s, Span<double> mean, Span<double> m2,
-        Span<double> invStd)
+        Span<double> invStd) => BatchStatistics(y, x, n, c, s, mean, m2, invStd, relu: false);
+
+    private long BatchStatistics(Tensor y, Tensor x, int n, int c, int s, Span<double> mean, Span<double> m2, Span<double> invStd, bool relu)
     {
         long m = (long)n * s;
         if (m == 0)
@@ -209,23 +245,31 @@ public abstract class BatchNorm : Module, IBatchCounter
             throw new ArgumentException(
                 $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
         // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
-        BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, mean, m2, invStd);
+        BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, mean, m2, invStd, relu);
         return m;
     }
 
     /// <inheritdoc/>
     protected override Tensor BackwardCore(Tensor dy)
     {
-        ShapeCheck.Gradient(dy, _output, this);
+        // The output has the input's shape; after ForwardRelu the layer kept no output of its own.
+        ShapeCheck.Gradient(dy, _input, this);
+        return Backward(dy, relu: false);
+    }
+
+    private Tensor Backward(Tensor dy, bool relu)
+    {
         var x = _input!;
         var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
         var (n, c, s) = _layout;
         var dGamma = Weight is null ? Span<float>.Empty : Weight.Grad.Span;
         var dBeta = Bias is null ? Span<float>.Empty : Bias.Grad.Span;
-        if (_usedBatchStats)
+        if (_usedBatchStats && relu)
+            BatchNormKernels.BackwardBatchStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s, relu: true);
+        else if (_usedBatchStats)
             BackwardWithBatchStatistics(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, n, c, s);
         else if (x.Length > 0)
-            BatchNormKernels.BackwardFixedStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, n, c, s);
+            BatchNormKernels.BackwardFixedStats<float>(dx.Span, dGamma, dBeta, dy.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s, relu);
         return dx;
     }
 
