@@ -49,12 +49,12 @@ public class Adam : Optimizer
     public double Eps { get; }
 
     /// <inheritdoc/>
-    protected override void Update(int index, Parameter p, float weightDecay)
+    protected override void Update(int index, Parameter p, float weightDecay, int from, int to)
     {
-        var w = p.Value.Span;
-        var grad = p.Grad.Span;
-        var m = _m[index];
-        var v = _v[index];
+        var w = p.Value.Span[from..to];
+        var grad = p.Grad.Span[from..to];
+        var m = _m[index].AsSpan(from, to - from);
+        var v = _v[index].AsSpan(from, to - from);
         float b1 = (float)Beta1, b2 = (float)Beta2, eps = (float)Eps, lr = (float)LearningRate;
         double t = StepCount;
         float stepSize = (float)(LearningRate / (1 - Math.Pow(Beta1, t)));
@@ -72,10 +72,10 @@ public class Adam : Optimizer
                 var wi = new Vector<float>(w.Slice(i));
                 var g = new Vector<float>(grad.Slice(i)) + vl2 * wi;
                 wi *= vshrink;
-                var mi = vb1 * new Vector<float>(m, i) + vc1 * g;
-                var vi = vb2 * new Vector<float>(v, i) + vc2 * g * g;
-                mi.CopyTo(m, i);
-                vi.CopyTo(v, i);
+                var mi = vb1 * new Vector<float>(m.Slice(i)) + vc1 * g;
+                var vi = vb2 * new Vector<float>(v.Slice(i)) + vc2 * g * g;
+                mi.CopyTo(m.Slice(i));
+                vi.CopyTo(v.Slice(i));
                 (wi - vstep * mi / (Vector.SquareRoot(vi) / vbc2 + veps)).CopyTo(w.Slice(i));
             }
         }

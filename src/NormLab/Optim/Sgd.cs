@@ -14,6 +14,7 @@ namespace NormLab;
 public sealed class Sgd : Optimizer
 {
     private readonly float[]?[] _momentumBuffers;
+    private readonly bool[] _firstStep; // per parameter: whether this step creates its momentum buffer
 
     /// <summary>Creates the optimizer.</summary>
     public Sgd(IEnumerable<Parameter> parameters, double lr, double momentum = 0, double dampening = 0, double weightDecay = 0,
@@ -28,6 +29,7 @@ public sealed class Sgd : Optimizer
         Dampening = dampening;
         Nesterov = nesterov;
         _momentumBuffers = new float[]?[Parameters.Count];
+        _firstStep = new bool[Parameters.Count];
     }
 
     /// <summary>μ.</summary>
@@ -39,14 +41,23 @@ public sealed class Sgd : Optimizer
     /// <summary>Whether Nesterov momentum is used.</summary>
     public bool Nesterov { get; }
 
-    /// <inheritdoc/>
-    protected override void Update(int index, Parameter p, float weightDecay)
+    /// <summary>Creates the momentum buffer on a parameter's first step (PyTorch's buffer = g then), before the ranges of
+    /// the update run, possibly on several threads.</summary>
+    protected override void BeginUpdate(int index, Parameter p)
     {
-        var w = p.Value.Span;
-        var grad = p.Grad.Span;
+        _firstStep[index] = Momentum != 0 && _momentumBuffers[index] is null;
+        if (Momentum != 0)
+            _momentumBuffers[index] ??= new float[p.Value.Length];
+    }
+
+    /// <inheritdoc/>
+    protected override void Update(int index, Parameter p, float weightDecay, int from, int to)
+    {
+        var w = p.Value.Span[from..to];
+        var grad = p.Grad.Span[from..to];
         float lr = (float)LearningRate, mu = (float)Momentum, damp = 1f - (float)Dampening;
-        bool first = _momentumBuffers[index] is null;
-        var buf = mu != 0 ? (_momentumBuffers[index] ??= new float[w.Length]) : null;
+        bool first = _firstStep[index], hasBuf = mu != 0;
+        var buf = hasBuf ? _momentumBuffers[index].AsSpan(from, to - from) : default;
         // The vector loop does per lane exactly what the scalar tail does (no fused multiply-add), so every element gets
         // the same bits whichever loop it falls in.
         int i = 0;
@@ -60,10 +71,10 @@ public sealed class Sgd : Optimizer
             {
                 var wi = new Vector<float>(w.Slice(i));
                 var g = new Vector<float>(grad.Slice(i)) + vwd * wi;
-                if (buf is not null)
+                if (hasBuf)
                 {
-                    var b = first ? g : vmu * new Vector<float>(buf, i) + vdamp * g;
-                    b.CopyTo(buf, i);
+                    var b = first ? g : vmu * new Vector<float>(buf.Slice(i)) + vdamp * g;
+                    b.CopyTo(buf.Slice(i));
                     g = Nesterov ? g + vmu * b : b;
                 }
                 (wi - vlr * g).CopyTo(w.Slice(i));
@@ -72,7 +83,7 @@ public sealed class Sgd : Optimizer
         for (; i < w.Length; i++)
         {
             float g = grad[i] + weightDecay * w[i];
-            if (buf is not null)
+            if (hasBuf)
             {
                 buf[i] = first ? g : mu * buf[i] + damp * g;
                 g = Nesterov ? g + mu * buf[i] : buf[i];
