@@ -94,3 +94,44 @@ public class FastSigmoidTests
             Assert.Equal(1 / (1 + Math.Exp(-(double)x[i])), small[i], 6);
     }
 }
+
+/// <summary>σ and tanh on a hidden layer's worth of values run in fixed chunks over the team: the bits are those of one
+/// call over the whole tensor, at any number of threads.</summary>
+[Collection(TeamSize.Collection)]
+public class ChunkedActivationTests
+{
+    [Theory]
+    [InlineData(6000)]
+    [InlineData(4096)]
+    [InlineData(9001)]
+    public void ChunkedSigmoidAndTanhGiveTheBitsOfOneCall(int length)
+    {
+        var x = TensorAssert.Randn(length, length).Span.ToArray();
+        for (int i = 0; i < x.Length; i++)
+            x[i] *= 4;
+        x[5] = float.NaN;
+        x[length - 1] = -90f;
+        var wholeSigmoid = new float[length];
+        var wholeTanh = new float[length];
+        if (FastSigmoid.IsSupported)
+            FastSigmoid.Apply(wholeSigmoid, x);
+        else
+            System.Numerics.Tensors.TensorPrimitives.Sigmoid(x, wholeSigmoid);
+        System.Numerics.Tensors.TensorPrimitives.Tanh(x, wholeTanh);
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            using var _ = new TeamSize(threads);
+            var sigmoid = new float[length];
+            var tanh = new float[length];
+            Activations.Sigmoid<float>(sigmoid, x);
+            Activations.Tanh<float>(tanh, x);
+            for (int i = 0; i < length; i++)
+            {
+                Assert.True(BitConverter.SingleToInt32Bits(wholeSigmoid[i]) == BitConverter.SingleToInt32Bits(sigmoid[i]),
+                    $"σ, {threads} thread(s), value {i}: {sigmoid[i]:R} chunked, {wholeSigmoid[i]:R} in one call");
+                Assert.True(BitConverter.SingleToInt32Bits(wholeTanh[i]) == BitConverter.SingleToInt32Bits(tanh[i]),
+                    $"tanh, {threads} thread(s), value {i}: {tanh[i]:R} chunked, {wholeTanh[i]:R} in one call");
+            }
+        }
+    }
+}

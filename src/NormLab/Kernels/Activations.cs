@@ -83,26 +83,32 @@ public static unsafe class Activations
     {
         if (a.Length != output.Length || (!y.IsEmpty && y.Length != output.Length))
             throw new ArgumentException($"Activation kernel: {output.Length} outputs for inputs of {a.Length} and {y.Length} values.");
-        if (output.Length < ParallelLength)
+        // σ and tanh cost an exponential per value, so a hidden layer's 60×100 pays for a parallel call; the other ops
+        // move memory and pay only on large tensors. The chunks are fixed, not per thread, so every value falls in the
+        // same place of the same chunk whatever the number of threads.
+        bool transcendental = op is Op.Sigmoid or Op.Tanh;
+        int chunk = transcendental ? TranscendentalChunk : Chunk;
+        if (output.Length < (transcendental ? 4 * TranscendentalChunk : ParallelLength))
         {
             Apply(op, output, a, y);
             return;
         }
-        var args = new Args<T> { Op = op, Output = output, A = a, Y = y };
-        Team.For((output.Length + Chunk - 1) / Chunk, ref args, &Chunks);
+        var args = new Args<T> { Op = op, Output = output, A = a, Y = y, Chunk = chunk };
+        Team.For((output.Length + chunk - 1) / chunk, ref args, &Chunks);
     }
 
-    private const int Chunk = 1 << 14;
+    private const int Chunk = 1 << 14, TranscendentalChunk = 1 << 10;
 
     private static void Chunks<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int begin = first * Chunk, stop = Math.Min(end * Chunk, g.Output.Length);
+        int begin = first * g.Chunk, stop = Math.Min(end * g.Chunk, g.Output.Length);
         Apply(g.Op, g.Output[begin..stop], g.A[begin..stop], g.Y.IsEmpty ? default : g.Y[begin..stop]);
     }
 
     private ref struct Args<T> where T : unmanaged
     {
         public Op Op;
+        public int Chunk;
         public Span<T> Output;
         public ReadOnlySpan<T> A, Y;
     }
