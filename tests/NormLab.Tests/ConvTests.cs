@@ -22,6 +22,8 @@ public class ConvTests
         { 1, 2, 2, 4, 10, 1, 3, 1, 1 },  // a shifted run whose first and last rows read the padding (OH = H + 2)
         { 1, 2, 2, 7, 8, 5, 3, 1, 1 },   // a shifted run over fewer rows than the plane (OH = H − 2)
         { 1, 2, 2, 1, 4, 3, 3, 1, 1 },   // shifted runs shorter than a vector (one line of 4)
+        { 2, 2, 14, 5, 4, 3, 3, 1, 1 },  // 12 < C_out < K: the weight gradient as dWᵀ = col·dyᵀ
+        { 2, 16, 13, 3, 3, 1, 1, 1, 0 }, // the same, pointwise
     };
 
     [Theory]
@@ -164,6 +166,7 @@ public class ConvTests
         { 1, 2, 3, 1, 1, true, 1, 1 },
         { 3, 2, 1, 1, 0, false, 4, 5 },
         { 2, 2, 2, 1, 0, true, 5, 3 },
+        { 3, 13, 3, 1, 1, false, 6, 5 }, // 12 < C_out < K: the weight gradient as dWᵀ = col·dyᵀ
     };
 
     [Theory]

@@ -112,6 +112,24 @@ public class GemmTests
         Assert.Equal([1f, 2, 3], c);
     }
 
+    [Theory]
+    [InlineData(64, 196, 288)] // the CNN's conv2: dW += dy·colᵀ, also computed as dWᵀ += col·dyᵀ
+    [InlineData(13, 30, 27)]
+    [InlineData(33, 785, 100)]
+    [InlineData(6, 17, 16)]
+    public void TheTransposedProductGivesTheSameBits(int m, int k, int n)
+    {
+        // C = A·Bᵀ and Cᵀ = B·Aᵀ are the same products summed in the same order of k: Conv relies on it to pick the form
+        // that transposes the smaller operand.
+        var a = TensorAssert.Randn(m * k + 1, m * k).Span.ToArray();
+        var b = TensorAssert.Randn(k * n + 2, n * k).Span.ToArray();
+        var c = TensorAssert.Randn(m * n + 3, m * n).Span.ToArray();
+        var ct = Transpose(c, m, n);
+        Gemm.ABt<float>(c, a, b, m, k, n);
+        Gemm.ABt<float>(ct, b, a, n, k, m);
+        Assert.True(Transpose(ct, n, m).AsSpan().SequenceEqual(c), $"{m}×{k}×{n}: C and (Cᵀ)ᵀ differ");
+    }
+
     internal static void Run(Form form, float[] c, float[] a, float[] b, int m, int k, int n)
     {
         switch (form)

@@ -243,12 +243,19 @@ public static class Conv
     public static int Groups(int n) => Math.Min(n, 8);
 
     /// <summary>Values of the scratch buffer <see cref="Forward{T}"/> and <see cref="Backward{T}"/> need: per group, one
-    /// image's columns K·L (none for a pointwise window) and a partial weight gradient C_out·K.</summary>
+    /// image's columns K·L (none for a pointwise window) and a partial weight gradient C_out·K; and once, Wᵀ (K·C_out).</summary>
     public static int ScratchSize(int n, int inChannels, int outChannels, Window2d w)
     {
         long k = (long)inChannels * w.KernelArea;
-        return checked((int)(Groups(n) * (ColumnsSize(inChannels, w) + outChannels * k)));
+        return checked((int)(Groups(n) * (ColumnsSize(inChannels, w) + outChannels * k) + outChannels * k));
     }
+
+    // The weight gradient's product as dWᵀ += col·dyᵀ rather than dW += dy·colᵀ when the output has fewer channels than
+    // the columns have rows: the packed GEMM reads its A in place and transposes its B, so the smaller operand, dy, is
+    // the one transposed (conv2 of the CNN, 64 channels against 288 rows: 12 % faster). The same products in the same
+    // order, so the same bits; both forms stay on the packed path (SgemmSmall's dot products take narrow transposed Bs).
+    private static bool TransposedWeightGradient(int outChannels, long k) =>
+        outChannels < k && outChannels > SgemmSmall.MaxDotColumns;
 
     private static long ColumnsSize(int inChannels, Window2d w) => w.IsPointwise ? 0 : (long)inChannels * w.KernelArea * w.OutPlaneSize;
 
@@ -311,23 +318,40 @@ public static class Conv
         if ((dx.Length != x.Length && !dx.IsEmpty) || dWeight.Length != weight.Length)
             throw new ArgumentException(
                 $"Conv kernel: dx of {dx.Length} values for x of {x.Length}, dW of {dWeight.Length} values for W of {weight.Length}.");
-        int l = w.OutPlaneSize;
+        int l = w.OutPlaneSize, k = inChannels * w.KernelArea;
         if (!dBias.IsEmpty)
             for (int img = 0; img < n; img++)
                 for (int co = 0; co < outChannels; co++)
                     dBias[co] += TensorPrimitives.Sum(dy.Slice((img * outChannels + co) * l, l));
+        int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, w);
+        var partials = scratch.Slice(groups * colSize, groups * weight.Length);
+        // Wᵀ, once per call: dcol = Wᵀ·dy then reads its A in place instead of transposing W into panels for every image.
+        var weightT = scratch.Slice(groups * (colSize + weight.Length), weight.Length);
+        if (!dx.IsEmpty)
+            for (int co = 0; co < outChannels; co++)
+                for (int kk = 0; kk < k; kk++)
+                    weightT[kk * outChannels + co] = weight[co * k + kk];
         var args = new Args<T>
         {
-            Y = dx, X = x, DY = dy, Weight = weight, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
+            Y = dx, X = x, DY = dy, Weight = weightT, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
-        if (Groups(n) == 1)
+        if (groups == 1)
             BackwardGroups(ref args, 0, 1);
         else
-            Team.For(Groups(n), ref args, &BackwardGroups);
-        int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, w);
-        var partials = scratch.Slice(groups * colSize);
+            Team.For(groups, ref args, &BackwardGroups);
+        bool transposed = TransposedWeightGradient(outChannels, k);
         for (int g = 0; g < groups; g++)
-            TensorPrimitives.Add(dWeight, partials.Slice(g * weight.Length, weight.Length), dWeight);
+        {
+            var partial = partials.Slice(g * weight.Length, weight.Length);
+            if (!transposed)
+            {
+                TensorPrimitives.Add(dWeight, partial, dWeight);
+                continue;
+            }
+            for (int co = 0; co < outChannels; co++)
+                for (int kk = 0; kk < k; kk++)
+                    dWeight[co * k + kk] += partial[kk * outChannels + co];
+        }
     }
 
     private static void BackwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
@@ -338,37 +362,48 @@ public static class Conv
         for (int g = firstGroup; g < endGroup; g++)
         {
             var cols = a.Scratch.Slice(g * colSize, colSize);
-            var dW = a.Scratch.Slice(groups * colSize + g * dwSize, dwSize);
+            var dW = a.Scratch.Slice(groups * colSize + g * dwSize, dwSize); // dWᵀ [K, C_out] when TransposedWeightGradient
             dW.Clear();
+            bool transposed = TransposedWeightGradient(a.OutChannels, k);
             for (int img = Team.RangeEnd(g - 1, a.N, groups); img < Team.RangeEnd(g, a.N, groups); img++)
             {
                 var xn = a.X.Slice(img * imageSize, imageSize);
                 var dyn = a.DY.Slice(img * a.OutChannels * l, a.OutChannels * l);
                 if (w.IsPointwise)
                 {
-                    Gemm.ABt(dW, dyn, xn, a.OutChannels, l, k);
+                    WeightGradient(dW, dyn, xn, a.OutChannels, l, k, transposed);
                     if (!a.Y.IsEmpty)
                     {
                         var dxp = a.Y.Slice(img * imageSize, imageSize);
                         dxp.Clear();
-                        Gemm.AtB(dxp, a.Weight, dyn, k, a.OutChannels, l);
+                        Gemm.AB(dxp, a.Weight, dyn, k, a.OutChannels, l);
                     }
                     continue;
                 }
                 Im2Col(cols, xn, a.InChannels, w);
-                Gemm.ABt(dW, dyn, cols, a.OutChannels, l, k);
+                WeightGradient(dW, dyn, cols, a.OutChannels, l, k, transposed);
                 if (a.Y.IsEmpty)
                     continue;
                 var dxn = a.Y.Slice(img * imageSize, imageSize);
                 dxn.Clear();
                 cols.Clear();
-                Gemm.AtB(cols, a.Weight, dyn, k, a.OutChannels, l);
+                Gemm.AB(cols, a.Weight, dyn, k, a.OutChannels, l);
                 Col2Im(dxn, cols, a.InChannels, w);
             }
         }
     }
 
-    // The arguments of one parallel call; Y is the output (y forward, dx backward).
+    // dW += dy·colᵀ, or dWᵀ += col·dyᵀ (see TransposedWeightGradient).
+    private static void WeightGradient<T>(Span<T> dW, ReadOnlySpan<T> dy, ReadOnlySpan<T> cols, int outChannels, int l, int k, bool transposed)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (transposed)
+            Gemm.ABt(dW, cols, dy, k, l, outChannels);
+        else
+            Gemm.ABt(dW, dy, cols, outChannels, l, k);
+    }
+
+    // The arguments of one parallel call; Y is the output (y forward, dx backward); backward, Weight is Wᵀ [K, C_out].
     private ref struct Args<T> where T : unmanaged
     {
         public Span<T> Y, Scratch;
