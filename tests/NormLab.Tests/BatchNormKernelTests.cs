@@ -20,9 +20,28 @@ public class BatchNormKernelTests
         { 5, 2, 131 }, // planes for the in-order walk (BatchNormBlocks), with a tail
     };
 
+    // Every shape, and with a ReLU fused after the layer (BatchNorm.ForwardRelu) every shape with planes, plus planes of a
+    // page or more (one channel per group).
+    public static TheoryData<int, int, int, bool> GradientCases
+    {
+        get
+        {
+            var cases = new TheoryData<int, int, int, bool>();
+            foreach (var row in Shapes)
+            {
+                var (n, c, s) = ((int)row[0], (int)row[1], (int)row[2]);
+                cases.Add(n, c, s, false);
+                if (s > 1)
+                    cases.Add(n, c, s, true);
+            }
+            cases.Add(2, 2, 1030, true);
+            return cases;
+        }
+    }
+
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void BatchStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
+    [MemberData(nameof(GradientCases))]
+    public void BatchStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s, bool relu)
     {
         var rng = new Rng((ulong)(n * 100 + c * 10 + s));
         var x = Doubles.Gaussian(rng, n * c * s, 2.0, 1.5);
@@ -39,7 +58,8 @@ public class BatchNormKernelTests
             var y = new double[x.Length];
             BatchNormKernels.Moments<double>(x, n, c, s, mean, m2);
             BatchNormKernels.InvStd(invStd, m2, n * s, eps);
-            BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s);
+            BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s, relu);
+            AssertTheReluGates(y, relu);
             return Doubles.Dot(y, r);
         }
 
@@ -51,7 +71,7 @@ public class BatchNormKernelTests
         var dx = new double[x.Length];
         var dGamma = new double[c];
         var dBeta = new double[c];
-        BatchNormKernels.BackwardBatchStats<double>(dx, dGamma, dBeta, r, x, mu, istd, gamma, n, c, s);
+        BatchNormKernels.BackwardBatchStats<double>(dx, dGamma, dBeta, r, x, mu, istd, gamma, beta, n, c, s, relu);
 
         GradCheck.Double("dx", x, dx, Loss);
         GradCheck.Double("dγ", gamma, dGamma, Loss);
@@ -59,8 +79,8 @@ public class BatchNormKernelTests
     }
 
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void FixedStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
+    [MemberData(nameof(GradientCases))]
+    public void FixedStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s, bool relu)
     {
         var rng = new Rng((ulong)(n * 7 + c * 3 + s));
         var x = Doubles.Gaussian(rng, n * c * s, 1.0, 2.0);
@@ -73,14 +93,15 @@ public class BatchNormKernelTests
         double Loss()
         {
             var y = new double[x.Length];
-            BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s);
+            BatchNormKernels.Normalize<double>(y, x, mean, invStd, gamma, beta, n, c, s, relu);
+            AssertTheReluGates(y, relu);
             return Doubles.Dot(y, r);
         }
 
         var dx = new double[x.Length];
         var dGamma = new double[c];
         var dBeta = new double[c];
-        BatchNormKernels.BackwardFixedStats<double>(dx, dGamma, dBeta, r, x, mean, invStd, gamma, n, c, s);
+        BatchNormKernels.BackwardFixedStats<double>(dx, dGamma, dBeta, r, x, mean, invStd, gamma, beta, n, c, s, relu);
         GradCheck.Double("dx", x, dx, Loss);
         GradCheck.Double("dγ", gamma, dGamma, Loss);
         GradCheck.Double("dβ", beta, dBeta, Loss);
@@ -168,5 +189,12 @@ public class BatchNormKernelTests
         var x = new double[12];
         Assert.Throws<ArgumentException>(() =>
             BatchNormKernels.Normalize<double>(x, x, new double[3], new double[3], [], [], 2, 3, 2));
+    }
+
+    // With a fused ReLU the check must cross both sides of its kink: some outputs stopped at 0, some passed.
+    private static void AssertTheReluGates(double[] y, bool relu)
+    {
+        if (relu)
+            Assert.True(y.Any(v => v == 0) && y.Any(v => v > 0), "the ReLU must pass some values and stop others");
     }
 }

@@ -5,85 +5,12 @@ using NormLab.Tests.Support;
 namespace NormLab.Tests;
 
 /// <summary>
-/// BatchNorm followed by ReLU run as one layer (<see cref="Sequential.FuseBatchNormRelu"/>): its kernels against central
-/// differences in double, and the fused modules against the two layers run one after the other, bit for bit.
+/// BatchNorm followed by ReLU run as one layer (<see cref="Sequential.FuseBatchNormRelu"/>): the fused modules against the
+/// two layers run one after the other, bit for bit (the fused kernels' gradients against central differences in double
+/// are in <see cref="BatchNormKernelTests"/>).
 /// </summary>
 public class FusedReluTests
 {
-    // Layouts with planes (s > 1), over the walks: channel groups in pairs and alone (s < 128), in-order blocks
-    // (s ≥ 128), one channel per group (planes of a page or more).
-    public static TheoryData<int, int, int> Shapes => new()
-    {
-        { 3, 2, 7 },
-        { 2, 4, 9 },
-        { 1, 2, 5 },
-        { 4, 3, 17 },
-        { 3, 5, 16 },
-        { 5, 2, 131 },
-        { 2, 2, 1030 },
-    };
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void BatchStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
-    {
-        var rng = new Rng((ulong)(n * 100 + c * 10 + s));
-        var x = Doubles.Gaussian(rng, n * c * s, 2.0, 1.5);
-        var gamma = Doubles.Gaussian(rng, c, 1.0, 0.3);
-        var beta = Doubles.Gaussian(rng, c, 0.0, 0.5);
-        var r = Doubles.Gaussian(rng, n * c * s, 0.0, 1.0);
-        const double eps = 1e-5;
-        var (mean, m2, invStd) = (new double[c], new double[c], new double[c]);
-
-        var z = new double[x.Length];
-
-        double Loss()
-        {
-            BatchNormKernels.ForwardTraining<double>(z, x, gamma, beta, eps, n, c, s, mean, m2, invStd, relu: true);
-            return Doubles.Dot(z, r);
-        }
-
-        Loss();
-        Assert.True(z.Any(v => v == 0) && z.Any(v => v > 0), "the ReLU must pass some values and stop others");
-        var dx = new double[x.Length];
-        var dGamma = new double[c];
-        var dBeta = new double[c];
-        BatchNormKernels.BackwardBatchStats<double>(dx, dGamma, dBeta, r, x, mean, invStd, gamma, beta, n, c, s, relu: true);
-
-        GradCheck.Double("dx", x, dx, Loss);
-        GradCheck.Double("dγ", gamma, dGamma, Loss);
-        GradCheck.Double("dβ", beta, dBeta, Loss);
-    }
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void FixedStatisticsBackwardMatchesFiniteDifferences(int n, int c, int s)
-    {
-        var rng = new Rng((ulong)(n * 7 + c * 3 + s));
-        var x = Doubles.Gaussian(rng, n * c * s, 1.0, 2.0);
-        var gamma = Doubles.Gaussian(rng, c, 1.0, 0.3);
-        var beta = Doubles.Gaussian(rng, c, 0.0, 0.5);
-        var mean = Doubles.Gaussian(rng, c, 0.5, 1.0);
-        var invStd = Doubles.Gaussian(rng, c, 0.0, 1.0).Select(v => 0.5 + Math.Abs(v)).ToArray();
-        var r = Doubles.Gaussian(rng, n * c * s, 0.0, 1.0);
-
-        double Loss()
-        {
-            var z = new double[x.Length];
-            BatchNormKernels.Normalize<double>(z, x, mean, invStd, gamma, beta, n, c, s, relu: true);
-            return Doubles.Dot(z, r);
-        }
-
-        var dx = new double[x.Length];
-        var dGamma = new double[c];
-        var dBeta = new double[c];
-        BatchNormKernels.BackwardFixedStats<double>(dx, dGamma, dBeta, r, x, mean, invStd, gamma, beta, n, c, s, relu: true);
-        Assert.True(dx.Any(v => v == 0) && dx.Any(v => v != 0), "the ReLU must pass some values and stop others");
-        GradCheck.Double("dx", x, dx, Loss);
-        GradCheck.Double("dγ", gamma, dGamma, Loss);
-        GradCheck.Double("dβ", beta, dBeta, Loss);
-    }
-
     public static TheoryData<int[], string> ModuleCases => new()
     {
         { [5, 6, 7, 7], "train" },      // channel groups of 49-value planes, in pairs and one alone
