@@ -20,6 +20,11 @@ namespace NormLab.Kernels;
 /// Per-channel statistics travel as double (mean, M2, 1/σ) so that the normalization of data far from zero stays exact;
 /// see <see cref="Centered"/>. Outputs must not overlap inputs.
 /// </remarks>
+/// <remarks>
+/// The plane walks also run a ReLU fused after the layer (internal overloads with <c>relu</c>, used by
+/// <see cref="BatchNorm.ForwardRelu"/>): the maps clamp y at 0 and the gradient passes gate dy by y &gt; 0
+/// (<see cref="ReluGate{T}"/>), with the same bits as the two layers one after the other.
+/// </remarks>
 public static unsafe class BatchNormKernels
 {
     // Below this many values a parallel call (about 0.6 µs) costs more than it saves.

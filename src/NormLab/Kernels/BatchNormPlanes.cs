@@ -111,7 +111,8 @@ internal static unsafe class BatchNormPlanes
             Centered.Fence();
     }
 
-    /// <summary>y = γ·x̂ + β over planes <c>[first, end)</c> of the n·c, with the constants of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
+    /// <summary>y = γ·x̂ + β (max(γ·x̂ + β, 0) with a fused ReLU) over planes <c>[first, end)</c> of the n·c, with the constants
+    /// of <see cref="BatchNormArgs{T}.Hi"/>.</summary>
     public static void NormalizeRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (a.Relu)
