@@ -120,8 +120,8 @@ internal static unsafe class BatchNormBlocks
             for (int i = i0; i < i1; i++)
                 for (int ch = 0; ch < c; ch++, at += s)
                 {
-                    var gate = a.Relu ? TGate.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]) : default;
-                    var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]), gate);
+                    var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]),
+                        TGate.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]));
                     sumDy[ch] += DoubleLanes.Widen(dy).Total;
                     sumDyXc[ch] += DoubleLanes.Widen(dyXc).Total;
                 }

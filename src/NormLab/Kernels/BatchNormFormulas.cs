@@ -10,8 +10,9 @@ internal interface ITerm<T> where T : unmanaged
     Vector256<T> Of(Vector256<T> x);
 }
 
-/// <summary>A normalize map (with or without a fused activation) built from one channel's constants of <see cref="Normalized{T}"/>.</summary>
-internal interface INormalizeMap<T, TSelf> where T : unmanaged where TSelf : struct, INormalizeMap<T, TSelf>
+/// <summary>Built from one channel's constants of <see cref="Normalized{T}"/> (hi, α, β'): a normalize map, with or without
+/// a fused activation, or the gate of a fused ReLU's backward.</summary>
+internal interface IFromAffine<T, TSelf> where T : unmanaged where TSelf : struct, IFromAffine<T, TSelf>
 {
     static abstract TSelf Create(T hi, T alpha, T shift);
 }
@@ -123,7 +124,7 @@ internal readonly struct SquaredDeviation<T>(Vector256<T> hi, Vector256<T> lo) :
 /// y = γ·x̂ + β with x̂ = (x − μ)·invStd, written y = (x − hi)·α + β' with α = γ·invStd and β' = β − lo·α: one rounding per
 /// element, and the mean's low part folded into the shift (not into x, where it would be lost for data far from zero).
 /// </summary>
-internal readonly struct Normalized<T>(Vector256<T> hi, Vector256<T> alpha, Vector256<T> shift) : IMap<T>, INormalizeMap<T, Normalized<T>>
+internal readonly struct Normalized<T>(Vector256<T> hi, Vector256<T> alpha, Vector256<T> shift) : IMap<T>, IFromAffine<T, Normalized<T>>
     where T : unmanaged
 {
     public static Normalized<T> Create(T hi, T alpha, T shift) => new(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
@@ -154,10 +155,8 @@ internal readonly struct ScaledGradient<T>(Vector256<T> scale) : IMap<T> where T
 /// What a gradient pass sees of dy: all of it (<see cref="Open{T}"/>), or only where a ReLU fused after the layer passed its
 /// input (<see cref="ReluGate{T}"/>). Created per channel from the normalize constants of <see cref="Normalized{T}"/>.
 /// </summary>
-internal interface IGate<T, TSelf> where T : unmanaged where TSelf : struct, IGate<T, TSelf>
+internal interface IGate<T, TSelf> : IFromAffine<T, TSelf> where T : unmanaged where TSelf : struct, IGate<T, TSelf>
 {
-    static abstract TSelf Create(T hi, T alpha, T shift);
-
     Vector256<T> Of(Vector256<T> dy, Vector256<T> x);
 }
 
@@ -191,8 +190,8 @@ internal readonly struct Gated<T, TMap>(ReluGate<T> gate, TMap map) : IMap<T> wh
 }
 
 /// <summary>max(f(x), 0): a map followed by a fused ReLU, with the IEEE maximum of <c>ReLU.Forward</c> (NaN stays NaN, −0 becomes +0).</summary>
-internal readonly struct Rectified<T, TMap>(TMap map) : IMap<T>, INormalizeMap<T, Rectified<T, TMap>>
-    where T : unmanaged where TMap : struct, IMap<T>, INormalizeMap<T, TMap>
+internal readonly struct Rectified<T, TMap>(TMap map) : IMap<T>, IFromAffine<T, Rectified<T, TMap>>
+    where T : unmanaged where TMap : struct, IMap<T>, IFromAffine<T, TMap>
 {
     public static Rectified<T, TMap> Create(T hi, T alpha, T shift) => new(TMap.Create(hi, alpha, shift));
 

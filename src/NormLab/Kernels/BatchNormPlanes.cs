@@ -90,11 +90,21 @@ internal static unsafe class BatchNormPlanes
             GroupMoments(ref a, c0, Math.Min(end, c0 + g));
     }
 
-    /// <summary>Statistics, then y = γ·x̂ + β, a group of channels at a time (<see cref="GroupSize{T}"/>).</summary>
+    /// <summary>Statistics, then y = γ·x̂ + β (max(γ·x̂ + β, 0) with a fused ReLU), a group of channels at a time
+    /// (<see cref="GroupSize{T}"/>).</summary>
     public static void ForwardTrainingRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (a.Relu)
+            ForwardTrainingRange<T, Rectified<T, Normalized<T>>>(ref a, first, end);
+        else
+            ForwardTrainingRange<T, Normalized<T>>(ref a, first, end);
+    }
+
+    private static void ForwardTrainingRange<T, TMap>(ref BatchNormArgs<T> a, int first, int end)
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : unmanaged, IMap<T>, IFromAffine<T, TMap>
+    {
         int n = a.N, s = a.S, g = GroupSize<T>(s);
-        Span<Normalized<T>> maps = stackalloc Normalized<T>[g];
+        Span<TMap> maps = stackalloc TMap[g];
         for (int c0 = first; c0 < end; c0 += g)
         {
             int c1 = Math.Min(end, c0 + g);
@@ -103,9 +113,9 @@ internal static unsafe class BatchNormPlanes
             {
                 a.InvStd[ch] = BatchNormFormulas.InvStd(a.M2[ch], (double)n * s, a.Eps);
                 var (hi, alpha, shift) = BatchNormFormulas.Affine<T>(a.Mean[ch], a.InvStd[ch], a.GammaOf(ch), a.BetaOf(ch));
-                maps[ch - c0] = new Normalized<T>(Vector256.Create(hi), Vector256.Create(alpha), Vector256.Create(shift));
+                maps[ch - c0] = TMap.Create(hi, alpha, shift);
             }
-            MapNormalized(ref a, c0, c1, maps.Slice(0, c1 - c0));
+            MapGroup(ref a, c0, c1, a.X, (ReadOnlySpan<TMap>)maps.Slice(0, c1 - c0));
         }
         if (a.Streaming)
             Centered.Fence();
@@ -122,7 +132,7 @@ internal static unsafe class BatchNormPlanes
     }
 
     private static void NormalizeRange<T, TMap>(ref BatchNormArgs<T> a, int first, int end)
-        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>, INormalizeMap<T, TMap>
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IMap<T>, IFromAffine<T, TMap>
     {
         int c = a.C, s = a.S;
         if (a.Streaming)
@@ -143,7 +153,7 @@ internal static unsafe class BatchNormPlanes
 
     // Plane k of a run from plane `first` on normalizes with the constants of its channel.
     private readonly struct ChannelMaps<T, TMap>(T* hi, T* alpha, T* shift, int c, int first) : IPlaneMaps<TMap>
-        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, INormalizeMap<T, TMap>
+        where T : unmanaged, IFloatingPointIeee754<T> where TMap : struct, IFromAffine<T, TMap>
     {
         public TMap Plane(int k)
         {
@@ -220,21 +230,6 @@ internal static unsafe class BatchNormPlanes
                 Vector256.Create(meanDy), Vector256.Create(k));
         }
         MapGradients(ref a, c0, c1, (ReadOnlySpan<InputGradient<T>>)maps);
-    }
-
-    // y = max(γ·x̂ + β, 0) with a fused ReLU, else γ·x̂ + β, over the planes of channels [c0, c1).
-    private static void MapNormalized<T>(ref BatchNormArgs<T> a, int c0, int c1, ReadOnlySpan<Normalized<T>> maps)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (!a.Relu)
-        {
-            MapGroup(ref a, c0, c1, a.X, maps);
-            return;
-        }
-        Span<Rectified<T, Normalized<T>>> rectified = stackalloc Rectified<T, Normalized<T>>[maps.Length];
-        for (int k = 0; k < maps.Length; k++)
-            rectified[k] = new(maps[k]);
-        MapGroup(ref a, c0, c1, a.X, (ReadOnlySpan<Rectified<T, Normalized<T>>>)rectified);
     }
 
     // A gradient map over the planes of channels [c0, c1), fed dy through the gate of a fused ReLU if there is one.
