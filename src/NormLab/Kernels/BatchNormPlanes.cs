@@ -28,6 +28,12 @@ internal static unsafe class BatchNormPlanes
 
     private const int RunBytes = 8192, MaxGroup = 64;
 
+    // TwoPages: where a channel goes alone (planes of a page or more), its sums read two samples' planes side by side
+    // (Centered.Deviations2, SumGradients2: the same bits as one after the other). The hardware prefetchers stop at a
+    // page's end, and one plane at a time kept one page in flight: at 2 threads on 256×64×32×32 the statistics pass
+    // ran at about 60 % of a sequential read (4.0–4.3 ms for 64 MiB), and two at a time at about its speed (2.5–2.8 ms);
+    // the backward's sums went 5.4–5.6 → 4.2–4.5 ms. Software prefetch of the next sample's plane measured slower.
+
     /// <summary>Mean and M2 = Σ(x − mean)² of channels [c0, c1) into <see cref="BatchNormArgs{T}.Mean"/> and
     /// <see cref="BatchNormArgs{T}.M2"/>: per channel in one pass around its first value, and again around its mean where
     /// that pass lost bits (<see cref="BatchNormFormulas.FromDeviations"/>). A channel whose per-lane sums overflow T
@@ -42,7 +48,22 @@ internal static unsafe class BatchNormPlanes
         squares.Clear();
         for (int k = 0; k < g; k++)
             shifts[k] = a.X[(long)(c0 + k) * s];
-        for (int i = 0; i < n; i++)
+        int i = 0;
+        if (g == 1)
+        {
+            // Planes of a page or more: two samples at a time (see TwoPages), adding the planes in sample order as below.
+            var shift = Vector256.Create(shifts[0]);
+            for (long stride = (long)c * s; i + 1 < n; i += 2)
+            {
+                T* plane = a.X + i * stride + (long)c0 * s;
+                var (first, second) = Centered.Deviations2(plane, plane + stride, s, shift, shift);
+                sums[0].Add(first.Sum);
+                squares[0].Add(first.Squares);
+                sums[0].Add(second.Sum);
+                squares[0].Add(second.Squares);
+            }
+        }
+        for (; i < n; i++)
         {
             T* plane = a.X + ((long)i * c + c0) * s;
             int k = 0;
@@ -270,7 +291,23 @@ internal static unsafe class BatchNormPlanes
         dyXcSums.Clear();
         for (int k = 0; k < g; k++)
             (his[k], los[k]) = Centered.Split<T>(a.Mean[c0 + k]);
-        for (int i = 0; i < n; i++)
+        int i = 0;
+        if (g == 1)
+        {
+            // As in GroupMoments: two samples at a time, four pages streaming.
+            var (hi, lo) = (Vector256.Create(his[0]), Vector256.Create(los[0]));
+            for (long stride = (long)c * s; i + 1 < n; i += 2)
+            {
+                long at = i * stride + (long)c0 * s;
+                var (first, second) = Centered.SumGradients2(a.DY + at, a.X + at, a.DY + at + stride, a.X + at + stride, s, hi, lo, hi, lo,
+                    gates[0], gates[0]);
+                dySums[0].Add(first.SumDy);
+                dyXcSums[0].Add(first.SumDyXc);
+                dySums[0].Add(second.SumDy);
+                dyXcSums[0].Add(second.SumDyXc);
+            }
+        }
+        for (; i < n; i++)
         {
             long at = ((long)i * c + c0) * s;
             int k = 0;
