@@ -17,6 +17,7 @@ public class BatchNormKernelTests
         { 2, 4, 9 },   // [N, C, H·W]
         { 1, 2, 5 },   // N = 1 but m = 5
         { 4, 3, 17 },  // spans a vector and a remainder
+        { 5, 3, 16 },  // a group of channels, its samples two at a time (whole vectors) and one left
         { 5, 2, 131 }, // planes for the in-order walk (BatchNormBlocks), with a tail
     };
 

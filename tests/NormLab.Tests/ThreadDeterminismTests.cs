@@ -124,6 +124,7 @@ public class ThreadDeterminismTests
         { "2d", [37, 6, 14, 14] },  // planes under a page: the in-order walk over 13 blocks of samples
         { "2d", [3, 5, 20, 20] },   // three blocks of one sample
         { "2d", [5, 3, 32, 32] },   // planes of a page: one channel at a time, two samples side by side and one left
+        { "2d", [7, 40, 8, 8] },    // short planes: groups of channels, two samples side by side and one left
         { "1d", [2100, 260] },      // [N, C] of 2 MiB: blocks of rows
     };
 

@@ -15,6 +15,7 @@ namespace NormLab.Kernels;
 /// </remarks>
 internal static unsafe class BatchNormPlanes
 {
+
     /// <summary>
     /// Channels walked together: enough that a sample's planes of the group are one run of at least <see cref="RunBytes"/>
     /// (the prefetchers follow a run, while a lone plane of a few hundred bytes starts on a new page every sample), few
@@ -28,11 +29,13 @@ internal static unsafe class BatchNormPlanes
 
     private const int RunBytes = 8192, MaxGroup = 64;
 
-    // TwoPages: where a channel goes alone (planes of a page or more), its sums read two samples' planes side by side
-    // (Centered.Deviations2, SumGradients2: the same bits as one after the other). The hardware prefetchers stop at a
-    // page's end, and one plane at a time kept one page in flight: at 2 threads on 256×64×32×32 the statistics pass
-    // ran at about 60 % of a sequential read (4.0–4.3 ms for 64 MiB), and two at a time at about its speed (2.5–2.8 ms);
-    // the backward's sums went 5.4–5.6 → 4.2–4.5 ms. Software prefetch of the next sample's plane measured slower.
+    // TwoSamples: the sums of a group read two samples' runs side by side (Centered.Deviations2, SumGradients2: the same
+    // bits as one plane after the other). The hardware prefetchers stop at a page's end, and one sample at a time kept
+    // one run in flight. At 2 threads, 256×64×32×32 (one channel a group): statistics 4.0–4.3 → 2.5–2.8 ms (a sequential
+    // read of the 64 MiB takes 2.3), the backward's sums 5.4–5.6 → 4.2–4.5 ms; 128×256×14×14 (11 channels):
+    // statistics 0.82–1.19 → 0.49–0.64 ms, the backward's sums 1.5–1.6 → 1.1–1.5 ms. Two planes side by side also
+    // hide the add latency of short planes, which pairs of channels did before. Software prefetch of the next sample's
+    // run measured slower.
 
     /// <summary>Mean and M2 = Σ(x − mean)² of channels [c0, c1) into <see cref="BatchNormArgs{T}.Mean"/> and
     /// <see cref="BatchNormArgs{T}.M2"/>: per channel in one pass around its first value, and again around its mean where
@@ -48,39 +51,27 @@ internal static unsafe class BatchNormPlanes
         squares.Clear();
         for (int k = 0; k < g; k++)
             shifts[k] = a.X[(long)(c0 + k) * s];
+        // Two samples at a time (see TwoSamples), each channel adding its planes in sample order.
+        long stride = (long)c * s;
         int i = 0;
-        if (g == 1)
+        for (; i + 1 < n; i += 2)
         {
-            // Planes of a page or more: two samples at a time (see TwoPages), adding the planes in sample order as below.
-            var shift = Vector256.Create(shifts[0]);
-            for (long stride = (long)c * s; i + 1 < n; i += 2)
+            T* plane = a.X + i * stride + (long)c0 * s;
+            for (int k = 0; k < g; k++, plane += s)
             {
-                T* plane = a.X + i * stride + (long)c0 * s;
+                var shift = Vector256.Create(shifts[k]);
                 var (first, second) = Centered.Deviations2(plane, plane + stride, s, shift, shift);
-                sums[0].Add(first.Sum);
-                squares[0].Add(first.Squares);
-                sums[0].Add(second.Sum);
-                squares[0].Add(second.Squares);
-            }
-        }
-        for (; i < n; i++)
-        {
-            T* plane = a.X + ((long)i * c + c0) * s;
-            int k = 0;
-            for (; k + 1 < g; k += 2, plane += 2 * s)
-            {
-                var (first, second) = Centered.Deviations2(plane, plane + s, s, Vector256.Create(shifts[k]), Vector256.Create(shifts[k + 1]));
                 sums[k].Add(first.Sum);
                 squares[k].Add(first.Squares);
-                sums[k + 1].Add(second.Sum);
-                squares[k + 1].Add(second.Squares);
+                sums[k].Add(second.Sum);
+                squares[k].Add(second.Squares);
             }
-            for (; k < g; k++, plane += s)
-            {
-                var (planeSum, planeSquares) = Centered.Deviations(plane, s, Vector256.Create(shifts[k]));
-                sums[k].Add(planeSum);
-                squares[k].Add(planeSquares);
-            }
+        }
+        for (int k = 0; k < g && i < n; k++)
+        {
+            var (planeSum, planeSquares) = Centered.Deviations(a.X + i * stride + (long)(c0 + k) * s, s, Vector256.Create(shifts[k]));
+            sums[k].Add(planeSum);
+            squares[k].Add(planeSquares);
         }
         for (int k = 0; k < g; k++)
             (a.Mean[c0 + k], a.M2[c0 + k]) = Finish(a.X, n, c, s, c0 + k, shifts[k], sums[k].Total, squares[k].Total);
@@ -291,41 +282,29 @@ internal static unsafe class BatchNormPlanes
         dyXcSums.Clear();
         for (int k = 0; k < g; k++)
             (his[k], los[k]) = Centered.Split<T>(a.Mean[c0 + k]);
+        // As in GroupMoments: two samples at a time.
+        long stride = (long)c * s;
         int i = 0;
-        if (g == 1)
+        for (; i + 1 < n; i += 2)
         {
-            // As in GroupMoments: two samples at a time, four pages streaming.
-            var (hi, lo) = (Vector256.Create(his[0]), Vector256.Create(los[0]));
-            for (long stride = (long)c * s; i + 1 < n; i += 2)
+            long at = i * stride + (long)c0 * s;
+            for (int k = 0; k < g; k++, at += s)
             {
-                long at = i * stride + (long)c0 * s;
+                var (hi, lo) = (Vector256.Create(his[k]), Vector256.Create(los[k]));
                 var (first, second) = Centered.SumGradients2(a.DY + at, a.X + at, a.DY + at + stride, a.X + at + stride, s, hi, lo, hi, lo,
-                    gates[0], gates[0]);
-                dySums[0].Add(first.SumDy);
-                dyXcSums[0].Add(first.SumDyXc);
-                dySums[0].Add(second.SumDy);
-                dyXcSums[0].Add(second.SumDyXc);
-            }
-        }
-        for (; i < n; i++)
-        {
-            long at = ((long)i * c + c0) * s;
-            int k = 0;
-            for (; k + 1 < g; k += 2, at += 2 * s)
-            {
-                var (first, second) = Centered.SumGradients2(a.DY + at, a.X + at, a.DY + at + s, a.X + at + s, s,
-                    Vector256.Create(his[k]), Vector256.Create(los[k]), Vector256.Create(his[k + 1]), Vector256.Create(los[k + 1]), gates[k], gates[k + 1]);
+                    gates[k], gates[k]);
                 dySums[k].Add(first.SumDy);
                 dyXcSums[k].Add(first.SumDyXc);
-                dySums[k + 1].Add(second.SumDy);
-                dyXcSums[k + 1].Add(second.SumDyXc);
+                dySums[k].Add(second.SumDy);
+                dyXcSums[k].Add(second.SumDyXc);
             }
-            for (; k < g; k++, at += s)
-            {
-                var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]), gates[k]);
-                dySums[k].Add(dy);
-                dyXcSums[k].Add(dyXc);
-            }
+        }
+        for (int k = 0; k < g && i < n; k++)
+        {
+            long at = i * stride + (long)(c0 + k) * s;
+            var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]), gates[k]);
+            dySums[k].Add(dy);
+            dyXcSums[k].Add(dyXc);
         }
         for (int k = 0; k < g; k++)
         {
