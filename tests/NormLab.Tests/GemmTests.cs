@@ -102,6 +102,45 @@ public class GemmTests
         }
     }
 
+    // Overwriting C (accumulate: false) gives the bits of clearing C and accumulating, and never reads C: NaN there
+    // would otherwise come through. Every shape of the accuracy test (several K blocks, edge tiles, the dot products).
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void OverwritingGivesTheBitsOfAClearedProduct(int m, int k, int n)
+    {
+        var rng = new Rng((ulong)(m * 7919 + k * 31 + n));
+        float[] Rand(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextGaussian()).ToArray();
+        var a = Rand(m * k);
+        var b = Rand(k * n);
+        foreach (var form in Enum.GetValues<Form>())
+        {
+            var (aStored, bStored) = Layout(form, a, b, m, k, n);
+            var cleared = new float[m * n];
+            Run(form, cleared, aStored, bStored, m, k, n);
+            var overwritten = Enumerable.Repeat(float.NaN, m * n).ToArray();
+            Run(form, overwritten, aStored, bStored, m, k, n, accumulate: false);
+            Assert.True(cleared.AsSpan().SequenceEqual(overwritten), $"{form} {m}×{k}×{n}: overwriting differs from a cleared C");
+        }
+    }
+
+    [Theory]
+    [InlineData(3, 0, 4)]
+    [InlineData(2, 5, 3)]
+    public void OverwritingInDoubleOrWithoutKGivesTheClearedProduct(int m, int k, int n)
+    {
+        var rng = new Rng(5);
+        var a = Enumerable.Range(0, m * k).Select(_ => rng.NextGaussian()).ToArray();
+        var b = Enumerable.Range(0, k * n).Select(_ => rng.NextGaussian()).ToArray();
+        var cleared = new double[m * n];
+        Gemm.AB<double>(cleared, a, b, m, k, n);
+        var overwritten = Enumerable.Repeat(double.NaN, m * n).ToArray();
+        Gemm.AB<double>(overwritten, a, b, m, k, n, accumulate: false);
+        Assert.Equal(cleared, overwritten);
+        var floats = Enumerable.Repeat(float.NaN, m * n).ToArray();
+        Gemm.AB<float>(floats, a.Select(v => (float)v).ToArray(), b.Select(v => (float)v).ToArray(), m, k, n, accumulate: false);
+        Assert.DoesNotContain(floats, float.IsNaN);
+    }
+
     // SgemmSmall's dot products take rows of A two at a time and a last one alone: the same bits either way.
     [Theory]
     [InlineData(32, 784, 9)]
@@ -151,13 +190,13 @@ public class GemmTests
         Assert.True(Transpose(ct, n, m).AsSpan().SequenceEqual(c), $"{m}×{k}×{n}: C and (Cᵀ)ᵀ differ");
     }
 
-    internal static void Run(Form form, float[] c, float[] a, float[] b, int m, int k, int n)
+    internal static void Run(Form form, float[] c, float[] a, float[] b, int m, int k, int n, bool accumulate = true)
     {
         switch (form)
         {
-            case Form.AB: Gemm.AB<float>(c, a, b, m, k, n); break;
-            case Form.ABt: Gemm.ABt<float>(c, a, b, m, k, n); break;
-            default: Gemm.AtB<float>(c, a, b, m, k, n); break;
+            case Form.AB: Gemm.AB<float>(c, a, b, m, k, n, accumulate); break;
+            case Form.ABt: Gemm.ABt<float>(c, a, b, m, k, n, accumulate); break;
+            default: Gemm.AtB<float>(c, a, b, m, k, n, accumulate); break;
         }
     }
 

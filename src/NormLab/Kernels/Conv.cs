@@ -291,15 +291,17 @@ public static class Conv
             {
                 var xn = a.X.Slice(img * imageSize, imageSize);
                 var yn = a.Y.Slice(img * a.OutChannels * l, a.OutChannels * l);
-                for (int co = 0; co < a.OutChannels; co++)
-                    yn.Slice(co * l, l).Fill(a.Bias.IsEmpty ? T.Zero : a.Bias[co]);
+                // With a bias the sums start from it (its bits in the sums); without, the product writes y.
+                if (!a.Bias.IsEmpty)
+                    for (int co = 0; co < a.OutChannels; co++)
+                        yn.Slice(co * l, l).Fill(a.Bias[co]);
                 ReadOnlySpan<T> cols = xn;
                 if (!w.IsPointwise)
                 {
                     Im2Col(col, xn, a.InChannels, w);
                     cols = col;
                 }
-                Gemm.AB(yn, a.Weight, cols, a.OutChannels, k, l);
+                Gemm.AB(yn, a.Weight, cols, a.OutChannels, k, l, accumulate: !a.Bias.IsEmpty);
             }
         }
     }
@@ -374,9 +376,7 @@ public static class Conv
                     WeightGradient(dW, dyn, xn, a.OutChannels, l, k, transposed);
                     if (!a.Y.IsEmpty)
                     {
-                        var dxp = a.Y.Slice(img * imageSize, imageSize);
-                        dxp.Clear();
-                        Gemm.AB(dxp, a.Weight, dyn, k, a.OutChannels, l);
+                        Gemm.AB(a.Y.Slice(img * imageSize, imageSize), a.Weight, dyn, k, a.OutChannels, l, accumulate: false);
                     }
                     continue;
                 }
@@ -386,8 +386,7 @@ public static class Conv
                     continue;
                 var dxn = a.Y.Slice(img * imageSize, imageSize);
                 dxn.Clear();
-                cols.Clear();
-                Gemm.AB(cols, a.Weight, dyn, k, a.OutChannels, l);
+                Gemm.AB(cols, a.Weight, dyn, k, a.OutChannels, l, accumulate: false);
                 Col2Im(dxn, cols, a.InChannels, w);
             }
         }

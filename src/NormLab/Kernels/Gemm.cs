@@ -6,7 +6,8 @@ namespace NormLab.Kernels;
 
 /// <summary>
 /// Dense matrix products over row-major spans, in the three forms a layer's forward and backward need.
-/// All accumulate into C (<c>C += ...</c>); callers clear C for a plain product.
+/// All accumulate into C (<c>C += ...</c>), or with <c>accumulate: false</c> overwrite it (<c>C = ...</c>, C never read:
+/// the bits of clearing C and accumulating, without the pass that clears it).
 /// </summary>
 /// <remarks>
 /// Generic over float (training) and double (gradient checks); the JIT specializes each. Float products run the packed
@@ -20,14 +21,19 @@ public static unsafe class Gemm
     private const long ParallelWork = 1 << 15;
 
     /// <summary>C[m,n] += Σ_k A[m,k]·B[k,n]  (A: M×K, B: K×N, C: M×N).</summary>
-    public static void AB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
+    public static void AB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n, bool accumulate = true)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)k * n);
-        if (typeof(T) == typeof(float) && Sgemm.IsSupported)
+        if (!accumulate && (k == 0 || !Packed<T>()))
+        {
+            c.Slice(0, m * n).Clear();
+            accumulate = true;
+        }
+        if (Packed<T>())
         {
             fixed (T* pc = c, pa = a, pb = b)
-                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, n, 1, m, k, n);
+                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, n, 1, m, k, n, overwrite: !accumulate);
             return;
         }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
@@ -38,14 +44,19 @@ public static unsafe class Gemm
     }
 
     /// <summary>C[m,n] += Σ_k A[m,k]·B[n,k]  (A: M×K, B: N×K, C: M×N) — a product with B transposed.</summary>
-    public static void ABt<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
+    public static void ABt<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n, bool accumulate = true)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)n * k);
-        if (typeof(T) == typeof(float) && Sgemm.IsSupported)
+        if (!accumulate && (k == 0 || !Packed<T>()))
+        {
+            c.Slice(0, m * n).Clear();
+            accumulate = true;
+        }
+        if (Packed<T>())
         {
             fixed (T* pc = c, pa = a, pb = b)
-                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, 1, k, m, k, n);
+                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, 1, k, m, k, n, overwrite: !accumulate);
             return;
         }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
@@ -56,14 +67,19 @@ public static unsafe class Gemm
     }
 
     /// <summary>C[m,n] += Σ_k A[k,m]·B[k,n]  (A: K×M, B: K×N, C: M×N) — a product with A transposed.</summary>
-    public static void AtB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n)
+    public static void AtB<T>(Span<T> c, ReadOnlySpan<T> a, ReadOnlySpan<T> b, int m, int k, int n, bool accumulate = true)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)k * m, b.Length, (long)k * n);
-        if (typeof(T) == typeof(float) && Sgemm.IsSupported)
+        if (!accumulate && (k == 0 || !Packed<T>()))
+        {
+            c.Slice(0, m * n).Clear();
+            accumulate = true;
+        }
+        if (Packed<T>())
         {
             fixed (T* pc = c, pa = a, pb = b)
-                Sgemm.Run((float*)pc, n, (float*)pa, 1, m, (float*)pb, n, 1, m, k, n);
+                Sgemm.Run((float*)pc, n, (float*)pa, 1, m, (float*)pb, n, 1, m, k, n, overwrite: !accumulate);
             return;
         }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
@@ -72,6 +88,8 @@ public static unsafe class Gemm
         else
             Team.For(m, ref args, &AtBRows);
     }
+
+    private static bool Packed<T>() => typeof(T) == typeof(float) && Sgemm.IsSupported;
 
     private static void ABRows<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {

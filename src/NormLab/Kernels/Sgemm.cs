@@ -38,13 +38,15 @@ internal static unsafe class Sgemm
     [ThreadStatic] private static float[]? _buffer;
 
     /// <summary>C[i·ldc + j] += Σ_p A(i, p)·B(p, j) with A(i, p) = a[i·rsA + p·csA] and B(p, j) = b[p·rsB + j·csB].</summary>
-    public static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n)
+    /// <remarks>With <paramref name="overwrite"/>, C = A·B instead: C is never read (k must be positive).</remarks>
+    public static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n,
+        bool overwrite = false)
     {
-        var g = new Args { C = c, Ldc = ldc, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, M = m, K = k, N = n };
+        var g = new Args { C = c, Ldc = ldc, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, M = m, K = k, N = n, Overwrite = overwrite };
         if (m > 0 && n > 0 && k >= SgemmSmall.MinDotDepth && n <= SgemmSmall.MaxDotColumns && csA == 1 && rsB == 1)
             Small(ref g, &DotRows);
         else
-            Run(c, ldc, a, rsA, csA, b, rsB, csB, m, k, n, Wide);
+            Run(c, ldc, a, rsA, csA, b, rsB, csB, m, k, n, Wide, overwrite);
     }
 
     // The dot products of SgemmSmall, in chunks of four rows of C over the team when there is enough work.
@@ -58,12 +60,12 @@ internal static unsafe class Sgemm
     }
 
     private static void DotRows(ref Args g, int first, int end) =>
-        SgemmSmall.Dots(g.C, g.Ldc, g.A, g.RsA, g.B, g.CsB, g.K, g.N, 4 * first, Math.Min(g.M, 4 * end));
+        SgemmSmall.Dots(g.C, g.Ldc, g.A, g.RsA, g.B, g.CsB, g.K, g.N, 4 * first, Math.Min(g.M, 4 * end), g.Overwrite);
 
     /// <summary>As above with the tile width chosen: tests run the zmm kernels on AVX2 machines this way, where .NET
     /// emulates Vector512 with two halves (slowly, but with the same fused arithmetic).</summary>
     internal static void Run(float* c, int ldc, float* a, long rsA, long csA, float* b, long rsB, long csB, int m, int k, int n,
-        bool wide)
+        bool wide, bool overwrite = false)
     {
         if (m <= 0 || n <= 0 || k <= 0)
             return;
@@ -71,7 +73,7 @@ internal static unsafe class Sgemm
         int rowChunks = (m + MR - 1) / MR, colChunks = (n + nr - 1) / nr;
         var g = new Args
         {
-            C = c, Ldc = ldc, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, M = m, K = k, N = n, Nr = nr,
+            C = c, Ldc = ldc, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, M = m, K = k, N = n, Nr = nr, Overwrite = overwrite,
             SplitRows = SplitRowsCheaper(rowChunks, colChunks, k, nr, csA != 1, csB != 1),
         };
         int chunks = g.SplitRows ? rowChunks : colChunks;
@@ -131,6 +133,7 @@ internal static unsafe class Sgemm
                     {
                         A = g.A + ic * g.RsA + pc * g.CsA, Ars = (nint)g.RsA, Aks = (nint)g.CsA, Packed = ap, EdgeC = edgeC,
                         B = bp, C = g.C + (long)ic * g.Ldc + jc, Ldc = g.Ldc, Mc = Math.Min(MC, i1 - ic), Nc = nc, Kc = kc, Nr = g.Nr,
+                        Overwrite = g.Overwrite && pc == 0, // the first block of K writes C, the others add to it
                     };
                     Macro(in block);
                 }
@@ -159,23 +162,23 @@ internal static unsafe class Sgemm
                 nint ars = direct ? q.Ars : 1, aks = direct ? q.Aks : MR;
                 float* cTile = q.C + (long)i * q.Ldc + j;
                 if (i + MR <= q.Mc && cols == width)
-                    Tile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc);
+                    Tile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc, q.Overwrite);
                 else
-                    EdgeTile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc, Math.Min(MR, q.Mc - i), cols, q.EdgeC);
+                    EdgeTile(width, q.Nr, kc, aPanel, ars, aks, bPanel, cTile, q.Ldc, Math.Min(MR, q.Mc - i), cols, q.EdgeC, q.Overwrite);
             }
             j += width;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile(int width, int nr, int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc)
+    private static void Tile(int width, int nr, int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, bool overwrite)
     {
         switch (width)
         {
-            case 32: Tile6x32(kc, a, ars, aks, b, c, ldc); break;
-            case 16 when nr == 32: Tile6x16Zmm(kc, a, ars, aks, b, c, ldc); break;
-            case 16: Tile6x16(kc, a, ars, aks, b, c, ldc); break;
-            default: Tile6x8(kc, a, ars, aks, b, c, ldc); break;
+            case 32: Tile6x32(kc, a, ars, aks, b, c, ldc, overwrite); break;
+            case 16 when nr == 32: Tile6x16Zmm(kc, a, ars, aks, b, c, ldc, overwrite); break;
+            case 16: Tile6x16(kc, a, ars, aks, b, c, ldc, overwrite); break;
+            default: Tile6x8(kc, a, ars, aks, b, c, ldc, overwrite); break;
         }
     }
 
@@ -183,12 +186,15 @@ internal static unsafe class Sgemm
     // its sums to the copy exactly as it would to C, so edge elements get the same bits as interior ones.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void EdgeTile(int width, int nr, int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, int rows, int cols,
-        float* edge)
+        float* edge, bool overwrite)
     {
-        new Span<float>(edge, MR * width).Clear();
-        for (int r = 0; r < rows; r++)
-            new ReadOnlySpan<float>(c + (long)r * ldc, cols).CopyTo(new Span<float>(edge + r * width, cols));
-        Tile(width, nr, kc, a, ars, aks, b, edge, width);
+        if (!overwrite)
+        {
+            new Span<float>(edge, MR * width).Clear();
+            for (int r = 0; r < rows; r++)
+                new ReadOnlySpan<float>(c + (long)r * ldc, cols).CopyTo(new Span<float>(edge + r * width, cols));
+        }
+        Tile(width, nr, kc, a, ars, aks, b, edge, width, overwrite);
         for (int r = 0; r < rows; r++)
             new ReadOnlySpan<float>(edge + r * width, cols).CopyTo(new Span<float>(c + (long)r * ldc, cols));
     }
@@ -209,6 +215,7 @@ internal static unsafe class Sgemm
         public float* A, Packed, EdgeC, B, C;
         public nint Ars, Aks;
         public int Ldc, Mc, Nc, Kc, Nr;
+        public bool Overwrite;
     }
 
     private struct Args
@@ -216,6 +223,6 @@ internal static unsafe class Sgemm
         public float* C, A, B;
         public long RsA, CsA, RsB, CsB;
         public int Ldc, M, K, N, Nr;
-        public bool SplitRows;
+        public bool SplitRows, Overwrite;
     }
 }

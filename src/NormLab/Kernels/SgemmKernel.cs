@@ -14,7 +14,7 @@ namespace NormLab.Kernels;
 /// <para>A is read in place through two strides (row <c>ars</c>, step of k <c>aks</c>): row-major (AB, ABt), transposed
 /// (AtB) and packed panels all broadcast one value per row and step, so only a partial panel needs copying.</para>
 /// <para>Every element of C is computed the same way in every kernel: an accumulator starts at 0, takes one FMA per k in
-/// increasing order, and is then added to C once. So the result of an element does not depend on which tile (full, edge,
+/// increasing order, and is then added to C once (or stored, where the product overwrites C: see <see cref="Sgemm"/>). So the result of an element does not depend on which tile (full, edge,
 /// one-vector) it falls in, which is what makes the product independent of how the work is split.</para>
 /// </remarks>
 internal static unsafe class SgemmKernel
@@ -25,7 +25,7 @@ internal static unsafe class SgemmKernel
     /// <summary>C[6, 32] += A·B over <paramref name="kc"/> steps: A(r, p) = a[r·ars + p·aks], <paramref name="b"/> holds 32
     /// values per step, <paramref name="c"/> has row stride <paramref name="ldc"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Tile6x32(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc)
+    public static void Tile6x32(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, bool overwrite)
     {
         nint r2 = 2 * ars, r3 = 3 * ars, r4 = 4 * ars, r5 = 5 * ars;
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -53,17 +53,17 @@ internal static unsafe class SgemmKernel
             c50 = Vector512.FusedMultiplyAdd(ai, b0, c50);
             c51 = Vector512.FusedMultiplyAdd(ai, b1, c51);
         }
-        Add(c, c00, c01);
-        Add(c + ldc, c10, c11);
-        Add(c + 2 * ldc, c20, c21);
-        Add(c + 3 * ldc, c30, c31);
-        Add(c + 4 * ldc, c40, c41);
-        Add(c + 5 * ldc, c50, c51);
+        Put(c, c00, c01, overwrite);
+        Put(c + ldc, c10, c11, overwrite);
+        Put(c + 2 * ldc, c20, c21, overwrite);
+        Put(c + 3 * ldc, c30, c31, overwrite);
+        Put(c + 4 * ldc, c40, c41, overwrite);
+        Put(c + 5 * ldc, c50, c51, overwrite);
     }
 
     /// <summary>C[6, 16] += A·B with one zmm per row: the last ≤ 16 columns, half the work of a padded 6×32 tile.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Tile6x16Zmm(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc)
+    public static void Tile6x16Zmm(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, bool overwrite)
     {
         nint r2 = 2 * ars, r3 = 3 * ars, r4 = 4 * ars, r5 = 5 * ars;
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
@@ -77,17 +77,17 @@ internal static unsafe class SgemmKernel
             c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[r4]), b0, c4);
             c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[r5]), b0, c5);
         }
-        (Vector512.Load(c) + c0).Store(c);
-        (Vector512.Load(c + ldc) + c1).Store(c + ldc);
-        (Vector512.Load(c + 2 * ldc) + c2).Store(c + 2 * ldc);
-        (Vector512.Load(c + 3 * ldc) + c3).Store(c + 3 * ldc);
-        (Vector512.Load(c + 4 * ldc) + c4).Store(c + 4 * ldc);
-        (Vector512.Load(c + 5 * ldc) + c5).Store(c + 5 * ldc);
+        Put(c, c0, overwrite);
+        Put(c + ldc, c1, overwrite);
+        Put(c + 2 * ldc, c2, overwrite);
+        Put(c + 3 * ldc, c3, overwrite);
+        Put(c + 4 * ldc, c4, overwrite);
+        Put(c + 5 * ldc, c5, overwrite);
     }
 
     /// <summary>C[6, 16] += A·B with two ymm per row (AVX2 machines): as <see cref="Tile6x32"/> at half the width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Tile6x16(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc)
+    public static void Tile6x16(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, bool overwrite)
     {
         nint r2 = 2 * ars, r3 = 3 * ars, r4 = 4 * ars, r5 = 5 * ars;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -115,17 +115,17 @@ internal static unsafe class SgemmKernel
             c50 = Vector256.FusedMultiplyAdd(ai, b0, c50);
             c51 = Vector256.FusedMultiplyAdd(ai, b1, c51);
         }
-        Add(c, c00, c01);
-        Add(c + ldc, c10, c11);
-        Add(c + 2 * ldc, c20, c21);
-        Add(c + 3 * ldc, c30, c31);
-        Add(c + 4 * ldc, c40, c41);
-        Add(c + 5 * ldc, c50, c51);
+        Put(c, c00, c01, overwrite);
+        Put(c + ldc, c10, c11, overwrite);
+        Put(c + 2 * ldc, c20, c21, overwrite);
+        Put(c + 3 * ldc, c30, c31, overwrite);
+        Put(c + 4 * ldc, c40, c41, overwrite);
+        Put(c + 5 * ldc, c50, c51, overwrite);
     }
 
     /// <summary>C[6, 8] += A·B with one ymm per row: the last ≤ 8 columns on AVX2 machines.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Tile6x8(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc)
+    public static void Tile6x8(int kc, float* a, nint ars, nint aks, float* b, float* c, int ldc, bool overwrite)
     {
         nint r2 = 2 * ars, r3 = 3 * ars, r4 = 4 * ars, r5 = 5 * ars;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
@@ -139,25 +139,33 @@ internal static unsafe class SgemmKernel
             c4 = Vector256.FusedMultiplyAdd(Vector256.Create(a[r4]), b0, c4);
             c5 = Vector256.FusedMultiplyAdd(Vector256.Create(a[r5]), b0, c5);
         }
-        (Vector256.Load(c) + c0).Store(c);
-        (Vector256.Load(c + ldc) + c1).Store(c + ldc);
-        (Vector256.Load(c + 2 * ldc) + c2).Store(c + 2 * ldc);
-        (Vector256.Load(c + 3 * ldc) + c3).Store(c + 3 * ldc);
-        (Vector256.Load(c + 4 * ldc) + c4).Store(c + 4 * ldc);
-        (Vector256.Load(c + 5 * ldc) + c5).Store(c + 5 * ldc);
+        Put(c, c0, overwrite);
+        Put(c + ldc, c1, overwrite);
+        Put(c + 2 * ldc, c2, overwrite);
+        Put(c + 3 * ldc, c3, overwrite);
+        Put(c + 4 * ldc, c4, overwrite);
+        Put(c + 5 * ldc, c5, overwrite);
+    }
+
+    // C += v, or C = v when overwriting (C is not read). The same bits as adding to zeros, except that an element whose
+    // products all underflow to −0 stays −0 where +0 + (−0) gave +0: equal values.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* c, Vector512<float> v, bool overwrite) => (overwrite ? v : Vector512.Load(c) + v).Store(c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* c, Vector256<float> v, bool overwrite) => (overwrite ? v : Vector256.Load(c) + v).Store(c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* c, Vector512<float> v0, Vector512<float> v1, bool overwrite)
+    {
+        Put(c, v0, overwrite);
+        Put(c + 16, v1, overwrite);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Add(float* c, Vector512<float> v0, Vector512<float> v1)
+    private static void Put(float* c, Vector256<float> v0, Vector256<float> v1, bool overwrite)
     {
-        (Vector512.Load(c) + v0).Store(c);
-        (Vector512.Load(c + 16) + v1).Store(c + 16);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Add(float* c, Vector256<float> v0, Vector256<float> v1)
-    {
-        (Vector256.Load(c) + v0).Store(c);
-        (Vector256.Load(c + 8) + v1).Store(c + 8);
+        Put(c, v0, overwrite);
+        Put(c + 8, v1, overwrite);
     }
 }

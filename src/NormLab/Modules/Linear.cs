@@ -54,12 +54,11 @@ public sealed class Linear : Module
         int n = x.Dim(0);
         var y = Tensor.Ensure(ref _output, n, OutFeatures);
         var ys = y.Span;
-        if (Bias is null)
-            ys.Clear();
-        else
+        // With a bias the sums start from it (its bits in the sums); without, the product writes y.
+        if (Bias is not null)
             for (int i = 0; i < n; i++)
                 Bias.Value.Span.CopyTo(ys.Slice(i * OutFeatures, OutFeatures));
-        Gemm.ABt<float>(ys, x.Span, Weight.Value.Span, n, InFeatures, OutFeatures);
+        Gemm.ABt<float>(ys, x.Span, Weight.Value.Span, n, InFeatures, OutFeatures, accumulate: Bias is not null);
         return y;
     }
 
@@ -73,8 +72,7 @@ public sealed class Linear : Module
         if (NeedsInputGradient)
         {
             dx = Tensor.Ensure(ref _inputGrad, x.Shape);
-            dx.Zero();
-            Gemm.AB<float>(dx.Span, dy.Span, Weight.Value.Span, n, OutFeatures, InFeatures); // dx = dy·W
+            Gemm.AB<float>(dx.Span, dy.Span, Weight.Value.Span, n, OutFeatures, InFeatures, accumulate: false); // dx = dy·W
         }
         Gemm.AtB<float>(Weight.Grad.Span, dy.Span, x.Span, OutFeatures, n, InFeatures);    // dW += dyᵀ·x
         if (Bias is not null)
