@@ -29,6 +29,10 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     /// (<see cref="ReluGate{T}"/>, with the normalize constants; the in-order backward keeps them in <see cref="Alpha"/> and <see cref="Shift"/>).</summary>
     public bool Relu;
     public double Eps;
+    /// <summary>Where a fused 2×2 max pooling writes its indices (<see cref="BatchNormPool"/>; <see cref="Y"/> is then the pooled
+    /// output), and the planes' width.</summary>
+    public int* Argmax;
+    public int Width;
 
     public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : Lanes.ToDouble(Gamma[ch]);
 

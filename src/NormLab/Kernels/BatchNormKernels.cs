@@ -246,6 +246,39 @@ public static unsafe class BatchNormKernels
     }
 
     /// <summary>
+    /// <see cref="Normalize{T}(Span{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, int)"/>
+    /// with a fused ReLU, then a 2×2 max pooling with stride 2, in one pass (<see cref="BatchNormPool"/>): [n, c, h, w] →
+    /// <paramref name="pooled"/> [n, c, h/2, w/2] and <paramref name="argmax"/>, each window's index in its plane, as
+    /// <see cref="Pooling.MaxForward{T}"/> gives them on the rectified output. Planes where <see cref="BatchNormPool.Applies"/>.
+    /// </summary>
+    internal static void NormalizeReluPool(Span<float> pooled, Span<int> argmax, ReadOnlySpan<float> x, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> invStd, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, int n, int c, int height, int width)
+    {
+        int s = height * width;
+        if (!BatchNormPool.Applies(height, width))
+            throw new ArgumentException($"BatchNorm kernel: {height}×{width} planes do not pool 2×2 in the normalize pass (even sides, at least 8 wide).");
+        CheckSizes(x.Length, n, c, s, mean.Length, invStd.Length);
+        if (pooled.Length != x.Length / 4 || argmax.Length != pooled.Length)
+            throw new ArgumentException($"BatchNorm kernel: {pooled.Length} pooled values and {argmax.Length} indices for {x.Length} inputs (want a quarter).");
+        float[]? rented = c > 512 ? ArrayPool<float>.Shared.Rent(3 * c) : null;
+        Span<float> constants = rented is not null ? rented : stackalloc float[3 * c];
+        fixed (float* py = pooled, px = x, pk = constants, pGamma = gamma, pBeta = beta)
+        fixed (int* pArgmax = argmax)
+        fixed (double* pMean = mean, pInvStd = invStd)
+        {
+            var args = new BatchNormArgs<float>
+            {
+                Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, InvStd = pInvStd, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c,
+                N = n, C = c, S = s, Relu = true, Argmax = pArgmax, Width = width,
+            };
+            AffineConstants(ref args);
+            Run(ref args, n * c, &BatchNormPool.PlanesRange);
+        }
+        if (rented is not null)
+            ArrayPool<float>.Shared.Return(rented);
+    }
+
+    /// <summary>
     /// Backward of the training forward pass (statistics from this batch):
     /// <code>
     /// dβ += Σ dy          dγ += Σ dy·x̂

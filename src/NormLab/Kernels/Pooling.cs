@@ -134,10 +134,16 @@ public static class Pooling
     }
 
     // The scalar Select's comparisons, four windows wide: a later value wins if it is larger or NaN.
-    private static unsafe void MaxFour(float* top, float* bottom, float* y, int* argmax, int first, int width)
+    private static unsafe void MaxFour(float* top, float* bottom, float* y, int* argmax, int first, int width) =>
+        MaxFour(Sse.LoadVector128(top), Sse.LoadVector128(top + 4), Sse.LoadVector128(bottom), Sse.LoadVector128(bottom + 4), y, argmax,
+            first, width);
+
+    /// <summary>Four 2×2 windows from their two rows of 8 values (t0, t1 on top, b0, b1 below): the maxima into
+    /// <paramref name="y"/>, their indices (<paramref name="first"/>, the top-left input's, plus 0, 1, W or W + 1) into
+    /// <paramref name="argmax"/>. Also the pooling of <see cref="BatchNormPool"/>.</summary>
+    internal static unsafe void MaxFour(Vector128<float> t0, Vector128<float> t1, Vector128<float> b0, Vector128<float> b1, float* y, int* argmax,
+        int first, int width)
     {
-        Vector128<float> t0 = Sse.LoadVector128(top), t1 = Sse.LoadVector128(top + 4);
-        Vector128<float> b0 = Sse.LoadVector128(bottom), b1 = Sse.LoadVector128(bottom + 4);
         var max = Sse.Shuffle(t0, t1, 0b10_00_10_00);            // top-left of each window
         var at = Vector128<int>.Zero;
         Pick(Sse.Shuffle(t0, t1, 0b11_01_11_01), Vector128.Create(1), ref max, ref at);

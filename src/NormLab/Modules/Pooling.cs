@@ -92,6 +92,23 @@ public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 
         Pooling.MaxBackward<float>(dx.Span, dy.Span, _argmax, dx.Dim(0) * dx.Dim(1), _window);
         return dx;
     }
+
+    /// <summary>Whether a layer before this one can pool <paramref name="x"/> in its own pass (<see cref="BatchNorm.ForwardReluPool"/>):
+    /// 2×2 windows with stride 2 that tile planes at least 8 wide, no hook.</summary>
+    internal bool PoolsInOnePass(Tensor x) =>
+        KernelSize == 2 && Stride == 2 && Padding == 0 && ForwardHook is null && x.Rank == 4 && BatchNormPool.Applies(x.Dim(2), x.Dim(3));
+
+    /// <summary>The output and argmax this layer's forward would fill for input <paramref name="x"/>, for a layer that pools in
+    /// its own pass; the backward then runs as after this module's own forward (it reads only x's shape).</summary>
+    internal (Tensor Y, int[] Argmax) OutputsFor(Tensor x)
+    {
+        _window = Window(x);
+        _input = x;
+        var y = Tensor.Ensure(ref _output, x.Dim(0), x.Dim(1), _window.OutHeight, _window.OutWidth);
+        if (_argmax.Length != y.Length)
+            _argmax = new int[y.Length];
+        return (y, _argmax);
+    }
 }
 
 /// <summary>

@@ -23,6 +23,10 @@ public sealed class Sequential : Module
     /// Runs a BatchNorm followed by a ReLU as one layer (<see cref="BatchNorm.ForwardRelu"/>) where it can: one pass over the
     /// data instead of two each way, with the same results bit for bit (true by default). The ReLU still holds its output
     /// and each module's backward still works alone; a hook on either module turns the fusion off for that pair.
+    /// <para>A 2×2, stride-2 <see cref="MaxPool2d"/> right after the pair is computed in the same pass as well
+    /// (<see cref="BatchNorm.ForwardReluPool"/>): the ReLU's full-size output is then never written, and the ReLU's backward
+    /// alone refuses to run after such a forward (the Sequential's backward does not need it). A hook on any of the three,
+    /// or planes the pooling kernel does not take (odd sides, under 8 wide), keep the pool apart.</para>
     /// </summary>
     public bool FuseBatchNormRelu { get; set; } = true;
 
@@ -36,6 +40,14 @@ public sealed class Sequential : Module
             {
                 if (FuseBatchNormRelu && i + 1 < _layers.Length && _layers[i] is BatchNorm bn && _layers[i + 1] is ReLU relu && bn.CanFuseRelu(x, relu))
                 {
+                    // The pool, when fused, runs its backward on its own: only the pair needs marking.
+                    if (i + 2 < _layers.Length && _layers[i + 2] is MaxPool2d pool && bn.CanFuseReluPool(x, relu, pool))
+                    {
+                        x = bn.ForwardReluPool(x, relu, pool);
+                        _fused[i] = true;
+                        i += 2;
+                        continue;
+                    }
                     x = bn.ForwardRelu(x, relu);
                     _fused[i++] = true;
                     continue;

@@ -188,6 +188,27 @@ public abstract class BatchNorm : Module, IBatchCounter
     }
 
     /// <summary>
+    /// Whether <see cref="ForwardReluPool"/> applies: <see cref="CanFuseRelu"/>, and a <paramref name="pool"/> with 2×2 windows
+    /// and stride 2 that tile the planes (<see cref="MaxPool2d.PoolsInOnePass"/>), none of the three observed by a hook.
+    /// </summary>
+    internal bool CanFuseReluPool(Tensor x, ReLU relu, MaxPool2d pool) =>
+        CanFuseRelu(x, relu) && BackwardHook is null && relu.BackwardHook is null && pool.PoolsInOnePass(x);
+
+    /// <summary>
+    /// This layer, the <paramref name="relu"/> and the <paramref name="pool"/> after it with the statistics pass of this layer
+    /// and one more pass that normalizes, rectifies and pools (<see cref="BatchNormPool"/>): the ReLU's output, the largest
+    /// tensor of the three, is never written (the ReLU keeps none: see <see cref="Activation.OutputNotKeptFor"/>). The
+    /// pooled output lands in the pool's own tensors, so that <c>pool.Backward</c> and then <see cref="BackwardRelu"/> run
+    /// as after the fused pair. Bit for bit what the three layers compute one after the other.
+    /// </summary>
+    internal Tensor ForwardReluPool(Tensor x, ReLU relu, MaxPool2d pool)
+    {
+        var (n, c, s) = Layout(x);
+        var (pooled, argmax) = pool.OutputsFor(relu.OutputNotKeptFor(x));
+        return Run(x, pooled, n, c, s, relu: true, argmax, x.Dim(2), x.Dim(3));
+    }
+
+    /// <summary>
     /// The backward of <see cref="ForwardRelu"/>: <paramref name="dz"/> is the gradient of the ReLU's output, taken through
     /// the ReLU (where γ·x̂ + β &gt; 0) and this layer in the passes of this layer's backward alone.
     /// </summary>
@@ -197,14 +218,16 @@ public abstract class BatchNorm : Module, IBatchCounter
         return Backward(dz, relu: true);
     }
 
-    private Tensor Run(Tensor x, Tensor y, int n, int c, int s, bool relu)
+    // With argmax, y is the output of a fused 2×2 max pooling (ForwardReluPool) over height × width planes.
+    private Tensor Run(Tensor x, Tensor y, int n, int c, int s, bool relu, int[]? argmax = null, int height = 0, int width = 0)
     {
         _layout = (n, c, s);
         _input = x;
         _usedBatchStats = (Training && !Frozen) || RunningMean is null;
         if (_usedBatchStats)
         {
-            long m = relu ? BatchStatistics(y, x, n, c, s, _mean, _m2, _invStd, relu: true)
+            long m = argmax is not null ? PooledBatchStatistics(y, argmax, x, n, c, height, width)
+                : relu ? BatchStatistics(y, x, n, c, s, _mean, _m2, _invStd, relu: true)
                 : NormalizeWithBatchStatistics(y, x, n, c, s, _mean, _m2, _invStd);
             if (m > 0 && Training && RunningMean is not null && RunningVar is not null)
             {
@@ -223,7 +246,10 @@ public abstract class BatchNorm : Module, IBatchCounter
             _mean[ch] = rm[ch];
             _invStd[ch] = 1.0 / Math.Sqrt(rv[ch] + Eps);
         }
-        BatchNormKernels.Normalize<float>(y.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s, relu);
+        if (argmax is not null)
+            BatchNormKernels.NormalizeReluPool(y.Span, argmax, x.Span, _mean, _invStd, Gamma, Beta, n, c, height, width);
+        else
+            BatchNormKernels.Normalize<float>(y.Span, x.Span, _mean, _invStd, Gamma, Beta, n, c, s, relu);
         return y;
     }
 
@@ -246,6 +272,23 @@ public abstract class BatchNorm : Module, IBatchCounter
                 $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
         // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
         BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, mean, m2, invStd, relu);
+        return m;
+    }
+
+    // BatchStatistics for ForwardReluPool: the statistics as the training forward takes them (the same bits), then the
+    // pass that normalizes, rectifies and pools.
+    private long PooledBatchStatistics(Tensor pooled, int[] argmax, Tensor x, int n, int c, int height, int width)
+    {
+        int s = height * width;
+        long m = (long)n * s;
+        if (m == 0)
+            return 0;
+        if (m == 1)
+            throw new ArgumentException(
+                $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
+        BatchNormKernels.Moments<float>(x.Span, n, c, s, _mean, _m2);
+        BatchNormKernels.InvStd(_invStd.AsSpan(0, c), _m2, m, Eps);
+        BatchNormKernels.NormalizeReluPool(pooled.Span, argmax, x.Span, _mean, _invStd, Gamma, Beta, n, c, height, width);
         return m;
     }
 
