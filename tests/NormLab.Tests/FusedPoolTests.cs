@@ -113,6 +113,56 @@ public class FusedPoolTests
             Assert.Equal(y.Span[i] > 0 ? dy.Span[i] : 0f, dx.Span[i]);
     }
 
+    // The pooled backward against the pooling's backward and then the fused pair's, on the kernels: the same bits, with
+    // ties (all-negative windows rectify to 0) and an odd number of samples per block.
+    [Theory]
+    [InlineData(5, 3, 28, 28)]
+    [InlineData(7, 4, 14, 14)]
+    [InlineData(3, 2, 10, 16)]
+    public void ThePooledBackwardGivesTheBitsOfThePoolingsBackwardThenThePairs(int n, int c, int h, int w)
+    {
+        Assert.True(BatchNormKernels.PoolsBackward(n, c, h, w));
+        int s = h * w, m = n * c * s;
+        var rng = new Rng(31);
+        var x = Enumerable.Range(0, m).Select(_ => (float)(2 * rng.NextGaussian() + 0.3)).ToArray();
+        var gamma = Enumerable.Range(0, c).Select(_ => (float)(1 + 0.5 * rng.NextGaussian())).ToArray();
+        var beta = Enumerable.Range(0, c).Select(_ => (float)(0.5 * rng.NextGaussian())).ToArray();
+        double[] mean = new double[c], m2 = new double[c], invStd = new double[c];
+        BatchNormKernels.Moments<float>(x, n, c, s, mean, m2);
+        BatchNormKernels.InvStd(invStd, m2, (double)n * s, 1e-5);
+        var pooled = new float[m / 4];
+        var argmax = new int[m / 4];
+        BatchNormKernels.NormalizeReluPool(pooled, argmax, x, mean, invStd, gamma, beta, n, c, h, w);
+        var dyPooled = Enumerable.Range(0, m / 4).Select(_ => (float)rng.NextGaussian()).ToArray();
+
+        var dz = new float[m];
+        Pooling.MaxBackward<float>(dz, dyPooled, argmax, n * c, new Window2d(h, w, 2, 2, 2, 0));
+        float[] dxExpected = new float[m], dGammaExpected = new float[c], dBetaExpected = new float[c];
+        BatchNormKernels.BackwardBatchStats<float>(dxExpected, dGammaExpected, dBetaExpected, dz, x, mean, invStd, gamma, beta, n, c, s, relu: true);
+        float[] dx = new float[m], dGamma = new float[c], dBeta = new float[c];
+        BatchNormKernels.BackwardReluPool(dx, dGamma, dBeta, dyPooled, argmax, x, mean, invStd, gamma, beta, n, c, h, w);
+
+        Assert.Contains(dz, v => v == 0);
+        Assert.True(dxExpected.AsSpan().SequenceEqual(dx), "dx differs");
+        Assert.True(dGammaExpected.AsSpan().SequenceEqual(dGamma), "dγ differs");
+        Assert.True(dBetaExpected.AsSpan().SequenceEqual(dBeta), "dβ differs");
+    }
+
+    [Fact]
+    public void AHookOnThePoolAddedAfterTheForwardGetsItsBackwardAndTheSameBits()
+    {
+        var (fused, _) = Block([4, 3, 28, 28], "train", fuse: true);
+        var (plain, _) = Block([4, 3, 28, 28], "train", fuse: false);
+        var x = TensorAssert.Randn(13, 4, 3, 28, 28);
+        var dz = TensorAssert.Randn(14, 4, 3, 14, 14);
+        fused.Forward(x);
+        plain.Forward(x);
+        int calls = 0;
+        fused[2].BackwardHook = (_, _, _) => calls++;
+        AssertBits("dx", plain.Backward(dz), fused.Backward(dz));
+        Assert.Equal(1, calls);
+    }
+
     [Fact]
     public void TheKernelRejectsPlanesItDoesNotPool()
     {

@@ -29,10 +29,22 @@ internal unsafe struct BatchNormArgs<T> where T : unmanaged, IFloatingPointIeee7
     /// (<see cref="ReluGate{T}"/>, with the normalize constants; the in-order backward keeps them in <see cref="Alpha"/> and <see cref="Shift"/>).</summary>
     public bool Relu;
     public double Eps;
-    /// <summary>Where a fused 2×2 max pooling writes its indices (<see cref="BatchNormPool"/>; <see cref="Y"/> is then the pooled
-    /// output), and the planes' width.</summary>
+    /// <summary>The indices of a fused 2×2 max pooling (<see cref="BatchNormPool"/>), and the planes' width: forward, where it
+    /// writes them (<see cref="Y"/> is then the pooled output); backward, where <see cref="DY"/> is the pooled gradient to
+    /// route through them.</summary>
     public int* Argmax;
     public int Width;
+
+    /// <summary>dy of plane <paramref name="plane"/> (at <paramref name="at"/>): in place, or, with a pooled gradient, routed
+    /// to each window's argmax into <paramref name="scratch"/> (s values) as the pooling's backward routes it.</summary>
+    public readonly T* GradientOf(int plane, long at, T* scratch)
+    {
+        if (Argmax == null)
+            return DY + at;
+        int outS = S / 4;
+        Pooling.MaxBackward2x2Float((float*)scratch, (float*)(DY + (long)plane * outS), Argmax + (long)plane * outS, S / Width, Width);
+        return scratch;
+    }
 
     public readonly double GammaOf(int ch) => Gamma == null ? 1.0 : Lanes.ToDouble(Gamma[ch]);
 

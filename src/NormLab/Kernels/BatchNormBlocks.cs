@@ -110,6 +110,7 @@ internal static unsafe class BatchNormBlocks
         where T : unmanaged, IFloatingPointIeee754<T> where TGate : struct, IGate<T, TGate>
     {
         int n = a.N, c = a.C, s = a.S, per = SamplesPerBlock(n);
+        T* scratch = stackalloc T[a.Argmax == null ? 0 : s];
         for (int b = first; b < end; b++)
         {
             double* sumDy = a.PartialA + (long)b * c, sumDyXc = a.PartialB + (long)b * c;
@@ -120,8 +121,8 @@ internal static unsafe class BatchNormBlocks
             for (int i = i0; i < i1; i++)
                 for (int ch = 0; ch < c; ch++, at += s)
                 {
-                    var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]),
-                        TGate.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]));
+                    var (dy, dyXc) = Centered.SumGradients(a.GradientOf(i * c + ch, at, scratch), a.X + at, s, Vector256.Create(a.Hi[ch]),
+                        Vector256.Create(a.Lo[ch]), TGate.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]));
                     sumDy[ch] += DoubleLanes.Widen(dy).Total;
                     sumDyXc[ch] += DoubleLanes.Widen(dyXc).Total;
                 }
@@ -134,16 +135,18 @@ internal static unsafe class BatchNormBlocks
     public static void InputGradientRange<T>(ref BatchNormArgs<T> a, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int c = a.C, s = a.S;
+        T* scratch = stackalloc T[a.Argmax == null ? 0 : s];
         for (int plane = first, ch = first % c; plane < end; plane++, ch = ch + 1 == c ? 0 : ch + 1)
         {
             var gradient = new InputGradient<T>(Vector256.Create(a.Hi[ch]), Vector256.Create(a.Lo[ch]), Vector256.Create(a.Scale[ch]),
                 Vector256.Create(a.MeanDy[ch]), Vector256.Create(a.K[ch]));
             long at = (long)plane * s;
+            T* dy = a.GradientOf(plane, at, scratch);
             if (a.Relu)
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s,
+                Centered.Map(a.Y + at, a.X + at, dy, s,
                     new Gated<T, InputGradient<T>>(ReluGate<T>.Create(a.Hi[ch], a.Alpha[ch], a.Shift[ch]), gradient));
             else
-                Centered.Map(a.Y + at, a.X + at, a.DY + at, s, gradient);
+                Centered.Map(a.Y + at, a.X + at, dy, s, gradient);
         }
     }
 

@@ -309,26 +309,52 @@ public static unsafe class BatchNormKernels
                 &BatchNormPlanes.BackwardBatchStatsRange<T>, &BatchNormRows.BackwardBatchStatsRange<T>);
     }
 
+    /// <summary>
+    /// The backward of <see cref="NormalizeReluPool"/> in training mode: <see cref="BackwardBatchStats{T}(Span{T}, Span{T}, Span{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, int, int, int)"/>
+    /// with a fused ReLU, given the gradient of the pooled output. Each window's gradient goes to its argmax as the
+    /// pooling's backward sends it, one plane at a time into a scratch plane, so the full-size gradient of the ReLU's
+    /// output is never written: the same bits as the pooling's backward followed by the pair's. Batches of the in-order
+    /// walk only (<see cref="PoolsBackward"/>).
+    /// </summary>
+    internal static void BackwardReluPool(Span<float> dx, Span<float> dGamma, Span<float> dBeta, ReadOnlySpan<float> pooledDy, ReadOnlySpan<int> argmax,
+        ReadOnlySpan<float> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
+        int n, int c, int height, int width)
+    {
+        if (!PoolsBackward(n, c, height, width))
+            throw new ArgumentException($"BatchNorm kernel: a {n}×{c}×{height}×{width} batch does not take the pooled backward.");
+        if (pooledDy.Length != x.Length / 4 || argmax.Length != pooledDy.Length)
+            throw new ArgumentException($"BatchNorm kernel: {pooledDy.Length} pooled gradients and {argmax.Length} indices for {x.Length} inputs (want a quarter).");
+        InOrderBackward(dx, dGamma, dBeta, pooledDy, x, mean, invStd, gamma, beta, n, c, height * width, relu: true, argmax, width);
+    }
+
+    /// <summary>Whether <see cref="BackwardReluPool"/> takes a batch: planes the pooling pass takes, walked in order, and
+    /// short enough for a scratch plane on the stack.</summary>
+    internal static bool PoolsBackward(int n, int c, int height, int width) =>
+        BatchNormPool.Applies(height, width) && BatchNormBlocks.Applies<float>(n, c, height * width);
+
     // BackwardBatchStats walking memory in order: the sums per block over the team, added here in block order (or, for
-    // SplitsRows, by chunks of channels), then dx plane by plane or row by row.
+    // SplitsRows, by chunks of channels), then dx plane by plane or row by row. With argmax, dy is the gradient of a
+    // fused 2×2 max pooling's output (BackwardReluPool).
     private static void InOrderBackward<T>(Span<T> dx, Span<T> dGamma, Span<T> dBeta, ReadOnlySpan<T> dy, ReadOnlySpan<T> x,
-        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu)
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, int n, int c, int s, bool relu,
+        ReadOnlySpan<int> argmax = default, int width = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        CheckBackward(dx, dy, x, mean, invStd, n, c, s);
+        CheckBackward(dx, argmax.IsEmpty ? dy : x, x, mean, invStd, n, c, s); // a pooled dy was checked by BackwardReluPool
         bool chunkSums = !InOrder<T>(n, c, s); // SplitsRows: the sums by chunks of channels
         int blocks = chunkSums ? 0 : s > 1 ? BatchNormBlocks.Blocks(n) : BatchNormRows.RowBlocks(n);
         double[] partials = ArrayPool<double>.Shared.Rent(2 * blocks * c + 2 * c);
         T[] constants = ArrayPool<T>.Shared.Rent(7 * c);
         fixed (T* pdx = dx, pdy = dy, px = x, pGamma = gamma, pBeta = beta, pdGamma = dGamma, pdBeta = dBeta, pk = constants)
         fixed (double* pMean = mean, pInvStd = invStd, pPartials = partials)
+        fixed (int* pArgmax = argmax)
         {
             var args = new BatchNormArgs<T>
             {
                 Y = pdx, DY = pdy, X = px, Gamma = pGamma, Beta = pBeta, DGamma = pdGamma, DBeta = pdBeta, Mean = pMean, InvStd = pInvStd,
                 PartialA = pPartials, PartialB = pPartials + blocks * c, SumDy = pPartials + 2 * blocks * c, SumDyXc = pPartials + 2 * blocks * c + c,
                 Hi = pk, Lo = pk + c, Scale = pk + 2 * c, MeanDy = pk + 3 * c, K = pk + 4 * c, Alpha = pk + 5 * c, Shift = pk + 6 * c,
-                N = n, C = c, S = s, Relu = relu,
+                N = n, C = c, S = s, Relu = relu, Argmax = argmax.IsEmpty ? null : pArgmax, Width = width,
             };
             for (int ch = 0; ch < c; ch++)
                 (args.Hi[ch], args.Lo[ch]) = Centered.Split<T>(mean[ch]);

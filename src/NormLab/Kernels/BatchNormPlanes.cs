@@ -15,7 +15,6 @@ namespace NormLab.Kernels;
 /// </remarks>
 internal static unsafe class BatchNormPlanes
 {
-
     /// <summary>
     /// Channels walked together: enough that a sample's planes of the group are one run of at least <see cref="RunBytes"/>
     /// (the prefetchers follow a run, while a lone plane of a few hundred bytes starts on a new page every sample), few
@@ -34,8 +33,7 @@ internal static unsafe class BatchNormPlanes
     // one run in flight. At 2 threads, 256×64×32×32 (one channel a group): statistics 4.0–4.3 → 2.5–2.8 ms (a sequential
     // read of the 64 MiB takes 2.3), the backward's sums 5.4–5.6 → 4.2–4.5 ms; 128×256×14×14 (11 channels):
     // statistics 0.82–1.19 → 0.49–0.64 ms, the backward's sums 1.5–1.6 → 1.1–1.5 ms. Two planes side by side also
-    // hide the add latency of short planes, which pairs of channels did before. Software prefetch of the next sample's
-    // run measured slower.
+    // hide the add latency of short planes. Software prefetch of the next sample's run measured slower.
 
     /// <summary>Mean and M2 = Σ(x − mean)² of channels [c0, c1) into <see cref="BatchNormArgs{T}.Mean"/> and
     /// <see cref="BatchNormArgs{T}.M2"/>: per channel in one pass around its first value, and again around its mean where
@@ -67,12 +65,13 @@ internal static unsafe class BatchNormPlanes
                 squares[k].Add(second.Squares);
             }
         }
-        for (int k = 0; k < g && i < n; k++)
-        {
-            var (planeSum, planeSquares) = Centered.Deviations(a.X + i * stride + (long)(c0 + k) * s, s, Vector256.Create(shifts[k]));
-            sums[k].Add(planeSum);
-            squares[k].Add(planeSquares);
-        }
+        if (i < n) // an odd sample left
+            for (int k = 0; k < g; k++)
+            {
+                var (planeSum, planeSquares) = Centered.Deviations(a.X + i * stride + (long)(c0 + k) * s, s, Vector256.Create(shifts[k]));
+                sums[k].Add(planeSum);
+                squares[k].Add(planeSquares);
+            }
         for (int k = 0; k < g; k++)
             (a.Mean[c0 + k], a.M2[c0 + k]) = Finish(a.X, n, c, s, c0 + k, shifts[k], sums[k].Total, squares[k].Total);
     }
@@ -299,13 +298,14 @@ internal static unsafe class BatchNormPlanes
                 dyXcSums[k].Add(second.SumDyXc);
             }
         }
-        for (int k = 0; k < g && i < n; k++)
-        {
-            long at = i * stride + (long)(c0 + k) * s;
-            var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]), gates[k]);
-            dySums[k].Add(dy);
-            dyXcSums[k].Add(dyXc);
-        }
+        if (i < n)
+            for (int k = 0; k < g; k++)
+            {
+                long at = i * stride + (long)(c0 + k) * s;
+                var (dy, dyXc) = Centered.SumGradients(a.DY + at, a.X + at, s, Vector256.Create(his[k]), Vector256.Create(los[k]), gates[k]);
+                dySums[k].Add(dy);
+                dyXcSums[k].Add(dyXc);
+            }
         for (int k = 0; k < g; k++)
         {
             (sumDy[k], sumDyXc[k]) = (dySums[k].Total, dyXcSums[k].Total);

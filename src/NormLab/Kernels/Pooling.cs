@@ -210,7 +210,7 @@ public static class Pooling
             fixed (int* argmax = a.Argmax)
                 for (int p = first; p < end; p++)
                     MaxBackward2x2Float((float*)dx + (long)p * w.PlaneSize, (float*)dy + (long)p * w.OutPlaneSize,
-                        argmax + (long)p * w.OutPlaneSize, w);
+                        argmax + (long)p * w.OutPlaneSize, w.Height, w.Width);
             return;
         }
         for (int p = first; p < end; p++)
@@ -227,10 +227,11 @@ public static class Pooling
     // gradient where it was the argmax and 0 elsewhere, instead of clearing the plane and scattering into it. Four
     // windows at a time: their two rows of 8 inputs each from a comparison of the argmax offsets; the last group overlaps
     // the one before (rewriting the same values). A last row or column that no window covers (odd H or W) gets zeros.
-    private static unsafe void MaxBackward2x2Float(float* dx, float* dy, int* argmax, Window2d w)
+    // Also the pooled gradient of BatchNormPool's backward, a plane at a time.
+    internal static unsafe void MaxBackward2x2Float(float* dx, float* dy, int* argmax, int height, int width)
     {
-        int width = w.Width, outW = w.OutWidth;
-        for (int oy = 0; oy < w.OutHeight; oy++, dy += outW, argmax += outW)
+        int outW = width / 2, outH = height / 2;
+        for (int oy = 0; oy < outH; oy++, dy += outW, argmax += outW)
         {
             int row = 2 * oy * width;
             float* top = dx + row, bottom = top + width;
@@ -256,8 +257,8 @@ public static class Pooling
                 bottom[width - 1] = 0;
             }
         }
-        if (w.Height > 2 * w.OutHeight)
-            new Span<float>(dx + (w.Height - 1) * width, width).Clear();
+        if (height > 2 * outH)
+            new Span<float>(dx + (height - 1) * width, width).Clear();
     }
 
     private ref struct MaxBackArgs<T> where T : unmanaged

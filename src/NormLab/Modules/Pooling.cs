@@ -98,6 +98,14 @@ public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 
     internal bool PoolsInOnePass(Tensor x) =>
         KernelSize == 2 && Stride == 2 && Padding == 0 && ForwardHook is null && x.Rank == 4 && BatchNormPool.Applies(x.Dim(2), x.Dim(3));
 
+    /// <summary>The argmax of the last forward, for a layer that routes <paramref name="dy"/> (checked against the output's
+    /// shape) through it in its own pass instead of this module's backward.</summary>
+    internal int[] ArgmaxFor(Tensor dy)
+    {
+        ShapeCheck.Gradient(dy, _output, Name);
+        return _argmax;
+    }
+
     /// <summary>The output and argmax this layer's forward would fill for input <paramref name="x"/>, for a layer that pools in
     /// its own pass; the backward then runs as after this module's own forward (it reads only x's shape).</summary>
     internal (Tensor Y, int[] Argmax) OutputsFor(Tensor x)

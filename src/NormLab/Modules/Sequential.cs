@@ -5,12 +5,14 @@ public sealed class Sequential : Module
 {
     private readonly Module[] _layers;
     private readonly bool[] _fused; // per layer: whether the last forward ran it together with the ReLU after it
+    private readonly bool[] _pooled; // per layer: whether that forward also ran the MaxPool2d after the ReLU
 
     /// <summary>Creates the chain.</summary>
     public Sequential(params Module[] layers)
     {
         _layers = (Module[])layers.Clone();
         _fused = new bool[_layers.Length];
+        _pooled = new bool[_layers.Length];
     }
 
     /// <summary>The modules, in order.</summary>
@@ -24,9 +26,10 @@ public sealed class Sequential : Module
     /// data instead of two each way, with the same results bit for bit (true by default). The ReLU still holds its output
     /// and each module's backward still works alone; a hook on either module turns the fusion off for that pair.
     /// <para>A 2×2, stride-2 <see cref="MaxPool2d"/> right after the pair is computed in the same pass as well
-    /// (<see cref="BatchNorm.ForwardReluPool"/>): the ReLU's full-size output is then never written, and the ReLU's backward
-    /// alone refuses to run after such a forward (the Sequential's backward does not need it). A hook on any of the three,
-    /// or planes the pooling kernel does not take (odd sides, under 8 wide), keep the pool apart.</para>
+    /// (<see cref="BatchNorm.ForwardReluPool"/>), and backward the three run as one (<see cref="BatchNorm.BackwardReluPool"/>):
+    /// the ReLU's full-size output and its gradient are then never written, and the ReLU's backward alone refuses to run
+    /// after such a forward (the Sequential's backward does not need it). A hook on any of the three, or planes the
+    /// pooling kernel does not take (odd sides, under 8 wide), keep the pool apart.</para>
     /// </summary>
     public bool FuseBatchNormRelu { get; set; } = true;
 
@@ -34,17 +37,17 @@ public sealed class Sequential : Module
     protected override Tensor ForwardCore(Tensor x)
     {
         Array.Clear(_fused);
+        Array.Clear(_pooled);
         for (int i = 0; i < _layers.Length; i++)
         {
             try
             {
                 if (FuseBatchNormRelu && i + 1 < _layers.Length && _layers[i] is BatchNorm bn && _layers[i + 1] is ReLU relu && bn.CanFuseRelu(x, relu))
                 {
-                    // The pool, when fused, runs its backward on its own: only the pair needs marking.
                     if (i + 2 < _layers.Length && _layers[i + 2] is MaxPool2d pool && bn.CanFuseReluPool(x, relu, pool))
                     {
                         x = bn.ForwardReluPool(x, relu, pool);
-                        _fused[i] = true;
+                        _fused[i] = _pooled[i] = true;
                         i += 2;
                         continue;
                     }
@@ -70,7 +73,12 @@ public sealed class Sequential : Module
         {
             try
             {
-                if (i > 0 && _fused[i - 1] && _layers[i - 1].BackwardHook is null && _layers[i].BackwardHook is null)
+                if (i > 1 && _pooled[i - 2] && _layers[i - 2].BackwardHook is null && _layers[i - 1].BackwardHook is null && _layers[i].BackwardHook is null)
+                {
+                    dy = ((BatchNorm)_layers[i - 2]).BackwardReluPool(dy, (ReLU)_layers[i - 1], (MaxPool2d)_layers[i]);
+                    i -= 2;
+                }
+                else if (i > 0 && _fused[i - 1] && _layers[i - 1].BackwardHook is null && _layers[i].BackwardHook is null)
                     dy = ((BatchNorm)_layers[--i]).BackwardRelu(dy, (ReLU)_layers[i + 1]);
                 else
                     dy = _layers[i].Backward(dy);

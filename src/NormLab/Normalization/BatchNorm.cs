@@ -199,13 +199,34 @@ public abstract class BatchNorm : Module, IBatchCounter
     /// and one more pass that normalizes, rectifies and pools (<see cref="BatchNormPool"/>): the ReLU's output, the largest
     /// tensor of the three, is never written (the ReLU keeps none: see <see cref="Activation.OutputNotKeptFor"/>). The
     /// pooled output lands in the pool's own tensors, so that <c>pool.Backward</c> and then <see cref="BackwardRelu"/> run
-    /// as after the fused pair. Bit for bit what the three layers compute one after the other.
+    /// as after the fused pair, or <see cref="BackwardReluPool"/> in one pass. Bit for bit what the three layers compute
+    /// one after the other.
     /// </summary>
     internal Tensor ForwardReluPool(Tensor x, ReLU relu, MaxPool2d pool)
     {
         var (n, c, s) = Layout(x);
         var (pooled, argmax) = pool.OutputsFor(relu.OutputNotKeptFor(x));
         return Run(x, pooled, n, c, s, relu: true, argmax, x.Dim(2), x.Dim(3));
+    }
+
+    /// <summary>
+    /// The backward of <see cref="ForwardReluPool"/>, given the gradient of the pool's output: in training mode over a batch
+    /// the in-order walk takes, one backward pass that routes each window's gradient to its argmax plane by plane
+    /// (<see cref="BatchNormKernels.BackwardReluPool"/>), so the gradient of the ReLU's full-size output is never written;
+    /// otherwise the pool's backward, then <see cref="BackwardRelu"/>. The same bits either way.
+    /// </summary>
+    internal Tensor BackwardReluPool(Tensor dyPooled, ReLU relu, MaxPool2d pool)
+    {
+        var x = _input!;
+        var (n, c, _) = _layout;
+        if (!_usedBatchStats || x.Rank != 4 || !BatchNormKernels.PoolsBackward(n, c, x.Dim(2), x.Dim(3)))
+            return BackwardRelu(pool.Backward(dyPooled), relu);
+        var argmax = pool.ArgmaxFor(dyPooled);
+        var dx = Tensor.Ensure(ref _inputGrad, x.Shape);
+        var dGamma = Weight is null ? Span<float>.Empty : Weight.Grad.Span;
+        var dBeta = Bias is null ? Span<float>.Empty : Bias.Grad.Span;
+        BatchNormKernels.BackwardReluPool(dx.Span, dGamma, dBeta, dyPooled.Span, argmax, x.Span, _mean, _invStd, Gamma, Beta, n, c, x.Dim(2), x.Dim(3));
+        return dx;
     }
 
     /// <summary>
