@@ -170,13 +170,5 @@ public class FusedReluTests
         return (model, bn);
     }
 
-    private static void AssertBits(string label, Tensor expected, Tensor actual)
-    {
-        Assert.Equal(expected.Shape.ToArray(), actual.Shape.ToArray());
-        var e = expected.Span;
-        var a = actual.Span;
-        for (int i = 0; i < e.Length; i++)
-            if (BitConverter.SingleToInt32Bits(e[i]) != BitConverter.SingleToInt32Bits(a[i]))
-                Assert.Fail($"{label}[{i}]: {e[i]:R} unfused, {a[i]:R} fused");
-    }
+    private static void AssertBits(string label, Tensor expected, Tensor actual) => TensorAssert.Bits(label, expected, actual);
 }

@@ -285,14 +285,21 @@ public abstract class BatchNorm : Module, IBatchCounter
 
     private long BatchStatistics(Tensor y, Tensor x, int n, int c, int s, Span<double> mean, Span<double> m2, Span<double> invStd, bool relu)
     {
-        long m = (long)n * s;
+        long m = ValuesPerChannel(x, n, s);
         if (m == 0)
             return 0;
+        // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
+        BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, mean, m2, invStd, relu);
+        return m;
+    }
+
+    // The values per channel batch statistics are over: none for an empty batch; one is PyTorch's error.
+    private long ValuesPerChannel(Tensor x, int n, int s)
+    {
+        long m = (long)n * s;
         if (m == 1)
             throw new ArgumentException(
                 $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
-        // Statistics and normalization in one call, channel by channel, so each channel is read from memory once.
-        BatchNormKernels.ForwardTraining<float>(y.Span, x.Span, Gamma, Beta, Eps, n, c, s, mean, m2, invStd, relu);
         return m;
     }
 
@@ -301,12 +308,9 @@ public abstract class BatchNorm : Module, IBatchCounter
     private long PooledBatchStatistics(Tensor pooled, int[] argmax, Tensor x, int n, int c, int height, int width)
     {
         int s = height * width;
-        long m = (long)n * s;
+        long m = ValuesPerChannel(x, n, s);
         if (m == 0)
             return 0;
-        if (m == 1)
-            throw new ArgumentException(
-                $"{GetType().Name}: expected more than 1 value per channel when training, got input of shape {x.ShapeString}.");
         BatchNormKernels.Moments<float>(x.Span, n, c, s, _mean, _m2);
         BatchNormKernels.InvStd(_invStd.AsSpan(0, c), _m2, m, Eps);
         BatchNormKernels.NormalizeReluPool(pooled.Span, argmax, x.Span, _mean, _invStd, Gamma, Beta, n, c, height, width);

@@ -41,6 +41,17 @@ public static class TensorAssert
         Close(label, expected.Span, actual.Span, rtol, atol);
     }
 
+    /// <summary>Every bit alike (signed zeros and NaN payloads included): a fused path against the layers it replaces.</summary>
+    public static void Bits(string label, Tensor expected, Tensor actual)
+    {
+        Assert.Equal(expected.Shape.ToArray(), actual.Shape.ToArray());
+        var e = expected.Span;
+        var a = actual.Span;
+        for (int i = 0; i < e.Length; i++)
+            if (BitConverter.SingleToInt32Bits(e[i]) != BitConverter.SingleToInt32Bits(a[i]))
+                Assert.Fail($"{label}[{i}]: {e[i]:R} unfused, {a[i]:R} fused");
+    }
+
     /// <summary>A tensor of N(0, 1) values from a seed.</summary>
     public static Tensor Randn(int seed, params int[] shape)
     {
