@@ -269,7 +269,7 @@ public static unsafe class BatchNormKernels
             var args = new BatchNormArgs<float>
             {
                 Y = py, X = px, Gamma = pGamma, Beta = pBeta, Mean = pMean, InvStd = pInvStd, Hi = pk, Alpha = pk + c, Shift = pk + 2 * c,
-                N = n, C = c, S = s, Relu = true, Argmax = pArgmax, Width = width,
+                N = n, C = c, S = s, Argmax = pArgmax, Width = width,
             };
             AffineConstants(ref args);
             Run(ref args, n * c, &BatchNormPool.PlanesRange);

@@ -25,15 +25,11 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)k * n);
-        if (!accumulate && (k == 0 || !Packed<T>()))
-        {
-            c.Slice(0, m * n).Clear();
-            accumulate = true;
-        }
+        bool overwrite = Overwrites(c, m, k, n, accumulate);
         if (Packed<T>())
         {
             fixed (T* pc = c, pa = a, pb = b)
-                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, n, 1, m, k, n, overwrite: !accumulate);
+                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, n, 1, m, k, n, overwrite);
             return;
         }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
@@ -48,15 +44,11 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)m * k, b.Length, (long)n * k);
-        if (!accumulate && (k == 0 || !Packed<T>()))
-        {
-            c.Slice(0, m * n).Clear();
-            accumulate = true;
-        }
+        bool overwrite = Overwrites(c, m, k, n, accumulate);
         if (Packed<T>())
         {
             fixed (T* pc = c, pa = a, pb = b)
-                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, 1, k, m, k, n, overwrite: !accumulate);
+                Sgemm.Run((float*)pc, n, (float*)pa, k, 1, (float*)pb, 1, k, m, k, n, overwrite);
             return;
         }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
@@ -71,15 +63,11 @@ public static unsafe class Gemm
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(c.Length, (long)m * n, a.Length, (long)k * m, b.Length, (long)k * n);
-        if (!accumulate && (k == 0 || !Packed<T>()))
-        {
-            c.Slice(0, m * n).Clear();
-            accumulate = true;
-        }
+        bool overwrite = Overwrites(c, m, k, n, accumulate);
         if (Packed<T>())
         {
             fixed (T* pc = c, pa = a, pb = b)
-                Sgemm.Run((float*)pc, n, (float*)pa, 1, m, (float*)pb, n, 1, m, k, n, overwrite: !accumulate);
+                Sgemm.Run((float*)pc, n, (float*)pa, 1, m, (float*)pb, n, 1, m, k, n, overwrite);
             return;
         }
         var args = new Args<T> { C = c, A = a, B = b, M = m, K = k, N = n };
@@ -90,6 +78,18 @@ public static unsafe class Gemm
     }
 
     private static bool Packed<T>() => typeof(T) == typeof(float) && Sgemm.IsSupported;
+
+    // Whether the packed product writes C itself; where it cannot (no K, or the plain loops, which accumulate), C is
+    // cleared here instead.
+    private static bool Overwrites<T>(Span<T> c, int m, int k, int n, bool accumulate) where T : unmanaged
+    {
+        if (accumulate)
+            return false;
+        if (k > 0 && Packed<T>())
+            return true;
+        c.Slice(0, m * n).Clear();
+        return false;
+    }
 
     private static void ABRows<T>(ref Args<T> g, int first, int end) where T : unmanaged, IFloatingPointIeee754<T>
     {
