@@ -19,7 +19,7 @@ public class CheckpointTests
         }
     }
 
-    private static string TempFile() => Path.Combine(Directory.CreateTempSubdirectory("normlab").FullName, "ckpt.safetensors");
+    private static string TempFile() => Path.Combine(TempDirs.Create("normlab"), "ckpt.safetensors");
 
     [Theory]
     [InlineData("sgd")]

@@ -15,7 +15,7 @@ public class CliTests
         return (code, output.ToString(), errors.ToString());
     }
 
-    private static string TempDir() => Directory.CreateTempSubdirectory("normlab-cli").FullName;
+    private static string TempDir() => TempDirs.Create("normlab-cli");
 
     [Fact]
     public void TrainThenEvalAndResumeEqualsAnUninterruptedRun()

@@ -10,7 +10,7 @@ namespace NormLab.Tests;
 /// </summary>
 public class CrashSafetyTests
 {
-    private static string TempDir() => Directory.CreateTempSubdirectory("normlab-crash").FullName;
+    private static string TempDir() => TempDirs.Create("normlab-crash");
 
     private static string[] Train(string outDir, int steps, int evalEvery, params string[] more) =>
     [

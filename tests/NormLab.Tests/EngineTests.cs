@@ -128,7 +128,7 @@ public class EngineTests
     [Fact]
     public void SafeTensorsRoundTripAndRejectBrokenFiles()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab").FullName;
+        string dir = TempDirs.Create("normlab");
         string path = Path.Combine(dir, "m.safetensors");
         var a = TensorAssert.Randn(1, 2, 3);
         SafeTensors.Write(path, [("a", a)], new Dictionary<string, string> { ["model"] = "mlp" }, [("steps", 42L)]);
@@ -156,7 +156,7 @@ public class EngineTests
         Assert.Contains("magic", Assert.Throws<NormLabFormatException>(() => Idx.Parse([1, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3], "f")).Message);
         Assert.Contains("truncated", Assert.Throws<NormLabFormatException>(() => Idx.Parse(good[..10], "f")).Message);
         Assert.Contains("data type", Assert.Throws<NormLabFormatException>(() => Idx.Parse([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0], "f")).Message);
-        string dir = Directory.CreateTempSubdirectory("normlab").FullName;
+        string dir = TempDirs.Create("normlab");
         Assert.Contains("not found", Assert.Throws<NormLabFormatException>(() => ImageDataset.LoadIdx(dir, "train")).Message);
         File.WriteAllBytes(Path.Combine(dir, "train-images-idx3-ubyte"), [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 7, 9]);
         File.WriteAllBytes(Path.Combine(dir, "train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3]);

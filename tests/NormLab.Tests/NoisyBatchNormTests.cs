@@ -48,7 +48,7 @@ public class NoisyBatchNormTests
         var names = model.NamedParameters().Select(p => p.Name).Concat(model.NamedBuffers().Select(b => b.Name)).ToList();
         Assert.Contains("1.weight", names);
         Assert.Contains("1.running_var", names);
-        string path = Path.Combine(Directory.CreateTempSubdirectory("noisy").FullName, "m.safetensors");
+        string path = Path.Combine(TempDirs.Create("noisy"), "m.safetensors");
         model.Forward(TensorAssert.Randn(2, 4, 1, 28, 28));
         Checkpoint.SaveModel(path, model);
         Assert.Equal([1L], SafeTensors.Read(path).Tensors["1.num_batches_tracked"].ToInt64s());

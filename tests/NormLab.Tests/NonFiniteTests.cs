@@ -154,7 +154,7 @@ public class NonFiniteTests
     public void ADivergingRunStopsAtTheStepNamesTheLayerAndKeepsTheLastGoodCheckpoint()
     {
         // A learning rate of 1000 sends a plain ReLU MLP's logits to infinity within a few steps.
-        string dir = Directory.CreateTempSubdirectory("normlab-nan").FullName;
+        string dir = TempDirs.Create("normlab-nan");
         var (code, output, err) = CliTests.Run(Train(dir, 1000));
         Assert.Equal(1, code);
         var m = Regex.Match(err, @"^normlab: error: the loss became NaN at step (\d+) \(first non-finite value: the output of (\d+) \((\w+)\)\); " +
@@ -170,7 +170,7 @@ public class NonFiniteTests
         Assert.DoesNotContain("   at ", err);
 
         // Skipping: every batch after the divergence is bad too, so it gives up after ten in a row, saying why.
-        string skipDir = Directory.CreateTempSubdirectory("normlab-nan").FullName;
+        string skipDir = TempDirs.Create("normlab-nan");
         (code, output, err) = CliTests.Run(Train(skipDir, 1000, "--on-nan", "skip"));
         Assert.Equal(1, code);
         Assert.Equal(NanGuard.MaxSkipsInARow, Regex.Matches(output, $@"^step {step}: the loss became NaN .*; batch skipped, \d+ so far", RegexOptions.Multiline).Count);
@@ -178,7 +178,7 @@ public class NonFiniteTests
         Assert.Equal(step - 1, GoodCheckpoint(skipDir));
 
         // An update that overflows the weights themselves (finite loss and gradients) is caught before its checkpoint.
-        string updateDir = Directory.CreateTempSubdirectory("normlab-nan").FullName;
+        string updateDir = TempDirs.Create("normlab-nan");
         (code, _, err) = CliTests.Run(Train(updateDir, 30));
         Assert.Equal(1, code);
         m = Regex.Match(err, @"(\d+)\.weight \(Linear\) became non-finite by step (\d+); stopped without saving: the last good checkpoint \(step (\d+)\)");

@@ -1,3 +1,4 @@
+using NormLab.Tests.Support;
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
@@ -67,7 +68,7 @@ public class SafeTensorsCompatibilityTests
     [Fact]
     public void ModelAndTrainingStateFilesPassTheReferenceReadersChecks()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-st").FullName;
+        string dir = TempDirs.Create("normlab-st");
         var model = Zoo.Cnn(NormKind.Batch, rng: new Rng(2));
         var optimizer = new Adam(model.Parameters(), 1e-3);
         string modelFile = Path.Combine(dir, "model.safetensors"), stateFile = Path.Combine(dir, "resume.safetensors");

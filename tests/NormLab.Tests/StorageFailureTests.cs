@@ -9,7 +9,7 @@ namespace NormLab.Tests;
 /// <summary>A read-only output folder, a full disk and a failing write: clear errors, and the previous checkpoint untouched.</summary>
 public class StorageFailureTests
 {
-    private static string TempDir() => Directory.CreateTempSubdirectory("normlab-storage").FullName;
+    private static string TempDir() => TempDirs.Create("normlab-storage");
 
     private static string[] Train(string outDir, int steps, params string[] more) =>
     [

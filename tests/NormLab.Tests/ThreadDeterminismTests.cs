@@ -72,7 +72,7 @@ public class ThreadDeterminismTests
         var lines = new List<string[]>();
         foreach (var threads in new[] { "1", "2" })
         {
-            string dir = Directory.CreateTempSubdirectory("normlab-threads").FullName;
+            string dir = TempDirs.Create("normlab-threads");
             var output = new StringWriter();
             var errors = new StringWriter();
             int code = Commands.Build(output, errors).Parse(["train", "--model", "cnn", "--norm", "batch", "--data", data, "--batch", "32",

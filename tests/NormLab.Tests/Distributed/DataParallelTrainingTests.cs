@@ -13,7 +13,7 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
     // printed by the test, well inside this.
     private const double Rtol = 1e-4;
 
-    private static string TempDir() => Directory.CreateTempSubdirectory("normlab-dp").FullName;
+    private static string TempDir() => TempDirs.Create("normlab-dp");
 
     private static string[] Train(string norm, int steps, string outDir, params string[] extra) =>
     [

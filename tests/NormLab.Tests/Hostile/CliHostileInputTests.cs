@@ -1,3 +1,4 @@
+using NormLab.Tests.Support;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using NormLab.Cli;
@@ -12,7 +13,7 @@ namespace NormLab.Tests.Hostile;
 /// </summary>
 public sealed class CliHostileInputTests
 {
-    private static string TempDir() => Directory.CreateTempSubdirectory("normlab-hostile").FullName;
+    private static string TempDir() => TempDirs.Create("normlab-hostile");
 
     /// <summary>A tiny dataset (4 training and 4 test images, gzipped like MNIST's) so that a file that still reads costs nothing.</summary>
     private static string TinyDataset()

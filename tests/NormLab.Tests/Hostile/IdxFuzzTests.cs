@@ -58,7 +58,7 @@ public sealed class IdxFuzzTests
     [Fact]
     public void EveryTruncationOfARawOrGzippedFileIsRejected()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-idx-fuzz").FullName;
+        string dir = TempDirs.Create("normlab-idx-fuzz");
         Support.Hostile.Within(60, () =>
         {
             foreach (var (name, file) in new[] { ("raw", Raw), ("gz", Gz) })
@@ -161,7 +161,7 @@ public sealed class IdxFuzzTests
     [Fact]
     public void MissingFilesAndFoldersAreNamed()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-idx").FullName;
+        string dir = TempDirs.Create("normlab-idx");
         string missing = Path.Combine(dir, "missing-idx1-ubyte");
         Support.Hostile.Rejects(() => Idx.Read(missing), missing, 1 << 20, "missing", "cannot read the file");
         Support.Hostile.Rejects(() => Idx.Read(dir), dir, 1 << 20, "folder", "cannot read the file");

@@ -18,7 +18,7 @@ public sealed class SafeTensorsFuzzTests
 
     private static byte[] MakeSeed()
     {
-        string path = Path.Combine(Directory.CreateTempSubdirectory("normlab-st-seed").FullName, "seed.safetensors");
+        string path = Path.Combine(TempDirs.Create("normlab-st-seed"), "seed.safetensors");
         SafeTensors.Write(path, [("0.weight", TensorAssert.Randn(3, 2, 3))], new Dictionary<string, string> { ["model"] = "mlp" },
             [("1.num_batches_tracked", 7L)], [("loader.position", [3, 1])]);
         return File.ReadAllBytes(path);
@@ -47,7 +47,7 @@ public sealed class SafeTensorsFuzzTests
     [Fact]
     public void EveryTruncationIsRejected()
     {
-        string path = Path.Combine(Directory.CreateTempSubdirectory("normlab-st-fuzz").FullName, "cut.safetensors");
+        string path = Path.Combine(TempDirs.Create("normlab-st-fuzz"), "cut.safetensors");
         Support.Hostile.Within(60, () =>
         {
             File.WriteAllBytes(path, Seed);
@@ -185,7 +185,7 @@ public sealed class SafeTensorsFuzzTests
     [Fact]
     public void MissingFilesAndFoldersAreNamed()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-st").FullName;
+        string dir = TempDirs.Create("normlab-st");
         string missing = Path.Combine(dir, "missing.safetensors");
         Support.Hostile.Rejects(() => SafeTensors.Read(missing), missing, 1 << 20, "missing", "cannot read the file");
         Support.Hostile.Rejects(() => SafeTensors.Read(dir), dir, 1 << 20, "folder", "cannot read the file");

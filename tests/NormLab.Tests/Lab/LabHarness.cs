@@ -1,3 +1,4 @@
+using NormLab.Tests.Support;
 using NormLab.Lab;
 
 namespace NormLab.Tests.Lab;
@@ -25,7 +26,7 @@ internal static class LabHarness
 /// <summary>A temporary folder, deleted on dispose.</summary>
 internal sealed class LabFolder : IDisposable
 {
-    public string Path { get; } = Directory.CreateTempSubdirectory("normlab-lab-").FullName;
+    public string Path { get; } = TempDirs.Create("normlab-lab-");
 
     public void Dispose()
     {

@@ -11,7 +11,7 @@ public class ExportCliTests
     [Fact]
     public void ExportsACheckpointThatOnnxRuntimeRunsFoldedOrNot()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-export").FullName;
+        string dir = TempDirs.Create("normlab-export");
         var train = CliTests.Run("train", "--model", "ioffe-mlp", "--norm", "batch", "--data", Paths.Dataset("mnist-10k"), "--steps", "20",
             "--eval-every", "20", "--out", dir);
         Assert.True(train.Code == 0, train.Err);
@@ -42,7 +42,7 @@ public class ExportCliTests
     [Fact]
     public void ErrorsAreOneLineAndLeaveNoFile()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-export").FullName;
+        string dir = TempDirs.Create("normlab-export");
         string notCheckpoint = Path.Combine(dir, "junk.safetensors");
         File.WriteAllBytes(notCheckpoint, [1, 2, 3]);
         string fine = Path.Combine(dir, "fine.safetensors");

@@ -1,3 +1,4 @@
+using NormLab.Tests.Support;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using NormLab.Models;
@@ -167,7 +168,7 @@ public class OnnxExportTests
     [Fact]
     public void ExportWritesNothingWhereItCannotWrite()
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-onnx").FullName;
+        string dir = TempDirs.Create("normlab-onnx");
         var model = new Sequential(new Linear(4, 3));
         Assert.Contains("does not exist", Assert.Throws<IOException>(() => OnnxExport.Export(model, [4], Path.Combine(dir, "no", "m.onnx"))).Message);
         Assert.Contains("is a folder", Assert.Throws<IOException>(() => OnnxExport.Export(model, [4], dir)).Message);

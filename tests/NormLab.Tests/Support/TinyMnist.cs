@@ -12,7 +12,7 @@ public static class TinyMnist
 
     private static string Create(int train, int test)
     {
-        string dir = Directory.CreateTempSubdirectory("normlab-tiny").FullName;
+        string dir = TempDirs.Create("normlab-tiny");
         foreach (var (prefix, count) in new[] { ("train", train), ("t10k", test) })
         {
             var set = Data.ImageDataset.LoadIdx(Paths.Dataset("mnist-10k"), prefix);
