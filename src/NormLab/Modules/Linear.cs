@@ -74,10 +74,14 @@ public sealed class Linear : Module
             dx = Tensor.Ensure(ref _inputGrad, x.Shape);
             Gemm.AB<float>(dx.Span, dy.Span, Weight.Value.Span, n, OutFeatures, InFeatures, accumulate: false); // dx = dy·W
         }
-        Gemm.AtB<float>(Weight.Grad.Span, dy.Span, x.Span, OutFeatures, n, InFeatures);    // dW += dyᵀ·x
+        // After a ZeroGrad the gradients are written rather than added to (the same bits as adding to zeros).
+        var dW = Weight.GradToWrite(out bool overwrite);
+        Gemm.AtB<float>(dW.Span, dy.Span, x.Span, OutFeatures, n, InFeatures, accumulate: !overwrite); // dW += dyᵀ·x
         if (Bias is not null)
         {
-            var db = Bias.Grad.Span;
+            var db = Bias.GradToWrite(out bool overwriteBias).Span;
+            if (overwriteBias)
+                db.Clear();
             var dys = dy.Span;
             for (int i = 0; i < n; i++)
                 Gemm.Axpy(db, 1f, dys.Slice(i * OutFeatures, OutFeatures));               // db += Σ_n dy

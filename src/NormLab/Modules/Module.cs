@@ -124,7 +124,7 @@ public abstract class Module
     public void ZeroGrad()
     {
         foreach (var p in Parameters())
-            p.Grad.Zero();
+            p.ZeroGrad();
     }
 
     /// <inheritdoc/>

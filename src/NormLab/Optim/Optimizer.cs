@@ -58,19 +58,12 @@ public abstract class Optimizer
     /// <summary>Number of steps taken.</summary>
     public long StepCount { get; protected set; }
 
-    /// <summary>Zeroes every parameter's gradient.</summary>
-    public unsafe void ZeroGrad()
+    /// <summary>Zeroes every parameter's gradient, lazily (<see cref="Parameter.ZeroGrad"/>): no pass over memory here,
+    /// and the backward of a linear layer then writes its gradients instead of adding to them.</summary>
+    public void ZeroGrad()
     {
         foreach (var p in _parameters)
-        {
-            if (p.Grad.Length < ParallelLength)
-            {
-                p.Grad.Zero();
-                continue;
-            }
-            var args = new Parts { Optimizer = this, Parameter = p };
-            Team.For(Team.Size, ref args, &ZeroParts);
-        }
+            p.ZeroGrad();
     }
 
     /// <summary>Updates every parameter from its gradient.</summary>
@@ -81,6 +74,7 @@ public abstract class Optimizer
         {
             var p = _parameters[i];
             float weightDecay = _decay[i] ? (float)WeightDecay : 0f;
+            _ = p.Grad; // a pending lazy zero is carried out here, on one thread, before the team reads the gradient
             BeginUpdate(i, p);
             if (p.Value.Length < ParallelLength)
             {
@@ -105,7 +99,7 @@ public abstract class Optimizer
     /// </summary>
     protected abstract void Update(int index, Parameter p, float weightDecay, int from, int to);
 
-    // Parameters of this many values or more are updated and cleared by the team: the largest weight of a network (the
+    // Parameters of this many values or more are updated by the team: the largest weight of a network (the
     // MLP's first layer, 78,400 values) otherwise costs a single core a pass over three arrays, much of it from the other
     // core's cache, where the backward's product left its half of the gradient.
     private const int ParallelLength = 1 << 15;
@@ -133,16 +127,6 @@ public abstract class Optimizer
         {
             var (from, to) = Range(length, part, parts);
             a.Optimizer.Update(a.Index, a.Parameter, a.WeightDecay, from, to);
-        }
-    }
-
-    private static void ZeroParts(ref Parts a, int first, int end)
-    {
-        int parts = Team.Size;
-        for (int part = first; part < end; part++)
-        {
-            var (from, to) = Range(a.Parameter.Grad.Length, part, parts);
-            a.Parameter.Grad.Span[from..to].Clear();
         }
     }
 
