@@ -1,4 +1,5 @@
 using NormLab.Kernels;
+using NormLab.Threading;
 
 namespace NormLab;
 
@@ -63,30 +64,55 @@ public sealed class Linear : Module
     }
 
     /// <inheritdoc/>
-    protected override Tensor BackwardCore(Tensor dy)
+    protected override unsafe Tensor BackwardCore(Tensor dy)
     {
         ShapeCheck.Gradient(dy, _output, "Linear");
         var x = _input!;
-        int n = x.Dim(0);
-        var dx = NoGradient;
-        if (NeedsInputGradient)
+        var dx = NeedsInputGradient ? Tensor.Ensure(ref _inputGrad, x.Shape) : NoGradient;
+        var args = new Gradients
         {
-            dx = Tensor.Ensure(ref _inputGrad, x.Shape);
-            Gemm.AB<float>(dx.Span, dy.Span, Weight.Value.Span, n, OutFeatures, InFeatures, accumulate: false); // dx = dy·W
-        }
+            Dx = dx.Span, Dy = dy.Span, X = x.Span, W = Weight.Value.Span, N = x.Dim(0), In = InFeatures, Out = OutFeatures,
+        };
         // After a ZeroGrad the gradients are written rather than added to (the same bits as adding to zeros).
-        var dW = Weight.GradToWrite(out bool overwrite);
-        Gemm.AtB<float>(dW.Span, dy.Span, x.Span, OutFeatures, n, InFeatures, accumulate: !overwrite); // dW += dyᵀ·x
+        args.DW = Weight.GradToWrite(out args.OverwriteW).Span;
         if (Bias is not null)
-        {
-            var db = Bias.GradToWrite(out bool overwriteBias).Span;
-            if (overwriteBias)
-                db.Clear();
-            var dys = dy.Span;
-            for (int i = 0; i < n; i++)
-                Gemm.Axpy(db, 1f, dys.Slice(i * OutFeatures, OutFeatures));               // db += Σ_n dy
-        }
+            args.Db = Bias.GradToWrite(out args.OverwriteB).Span;
+        // dx and dW are products of the same size with no common output: on a team of two each runs whole on its own
+        // thread, at the one-thread speed of the GEMM, where the MLP's small products split in two ran at 55–65 % of
+        // the peak against 75–82 %. The bits are the same either way (a product's split never changes them).
+        if (NeedsInputGradient && Team.Size == 2)
+            Team.For(2, ref args, &Run);
+        else
+            Run(ref args, NeedsInputGradient ? 0 : 1, 2);
         return dx;
+    }
+
+    // Part 0: dx = dy·W. Part 1: dW += dyᵀ·x and db += Σ_n dy.
+    private static void Run(ref Gradients g, int first, int end)
+    {
+        for (int part = first; part < end; part++)
+        {
+            if (part == 0)
+            {
+                Gemm.AB<float>(g.Dx, g.Dy, g.W, g.N, g.Out, g.In, accumulate: false);
+                continue;
+            }
+            Gemm.AtB<float>(g.DW, g.Dy, g.X, g.Out, g.N, g.In, accumulate: !g.OverwriteW);
+            if (g.Db.IsEmpty)
+                continue;
+            if (g.OverwriteB)
+                g.Db.Clear();
+            for (int i = 0; i < g.N; i++)
+                Gemm.Axpy(g.Db, 1f, g.Dy.Slice(i * g.Out, g.Out));
+        }
+    }
+
+    private ref struct Gradients
+    {
+        public Span<float> Dx, DW, Db;
+        public ReadOnlySpan<float> Dy, X, W;
+        public int N, In, Out;
+        public bool OverwriteW, OverwriteB;
     }
 
     /// <inheritdoc/>
