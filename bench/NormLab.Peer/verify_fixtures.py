@@ -184,6 +184,29 @@ def conv2d(x, xs, w, ws, bias, stride, pad):
     return y, [n, cout, oh, ow]
 
 
+def conv2d_grads(x, xs, w, ws, dy, stride, pad):
+    """d/dx and d/dw of sum(y*dy), from the same loops as conv2d: each product x*w in output y gives
+    dx += w*dy and dw += x*dy (one pass, not a unit perturbation per value)."""
+    n, cin, h, wd = xs
+    cout, _, kh, kw = ws
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    dx, dw = [0.0] * len(x), [0.0] * len(w)
+    for i in range(n):
+        for o in range(cout):
+            for r in range(oh):
+                for q in range(ow):
+                    g = dy[((i * cout + o) * oh + r) * ow + q]
+                    for ci in range(cin):
+                        for a in range(kh):
+                            for bb in range(kw):
+                                hh, ww = r * stride - pad + a, q * stride - pad + bb
+                                if 0 <= hh < h and 0 <= ww < wd:
+                                    xi, wi = ((i * cin + ci) * h + hh) * wd + ww, ((o * cin + ci) * kh + a) * kw + bb
+                                    dx[xi] += w[wi] * g
+                                    dw[wi] += x[xi] * g
+    return dx, dw
+
+
 def pool2d(x, xs, k, stride, pad, kind):
     n, ch, h, wd = xs
     oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
@@ -249,13 +272,7 @@ def check_layer(c, name, meta, t):
         y, ys = conv2d(x, xs, w, ws, b, stride, pad)
         assert ys == t["y"][1]
         c.close(f"{name}:y", t["y"][0], y)
-        # gradients by linearity: d/dx_j sum(y*dy) via unit perturbations of x and w
-        def grad(var_len, f):
-            return [f(j) for j in range(var_len)]
-        def dot(a, bb):
-            return sum(p * q for p, q in zip(a, bb))
-        dx = grad(len(x), lambda j: dot(conv2d([1.0 if z == j else 0.0 for z in range(len(x))], xs, w, ws, None, stride, pad)[0], dy))
-        dw = grad(len(w), lambda j: dot(conv2d(x, xs, [1.0 if z == j else 0.0 for z in range(len(w))], ws, None, stride, pad)[0], dy))
+        dx, dw = conv2d_grads(x, xs, w, ws, dy, stride, pad)
         c.close(f"{name}:dx", t["dx"][0], dx)
         c.close(f"{name}:dweight", t["dweight"][0], dw)
         if b:

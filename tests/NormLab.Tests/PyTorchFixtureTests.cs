@@ -253,6 +253,8 @@ public class PyTorchFixtureTests
     [InlineData("conv2d_s1_p1")]
     [InlineData("conv2d_s2_p1")]
     [InlineData("conv2d_k1")]
+    [InlineData("conv2d_winograd")]
+    [InlineData("conv2d_winograd_p2")]
     public void Conv2dMatchesPyTorch(string name)
     {
         var f = Fixture.Load("layers", name);

@@ -109,7 +109,9 @@ public readonly struct Window2d
 /// dW  += dy_n·col_nᵀ          db += Σ_L dy_n
 /// dx_n = col2im(Wᵀ·dy_n)
 /// </code>
-/// The caller owns the scratch buffer (K·L values), so the kernels never allocate.
+/// The caller owns the scratch buffer (K·L values), so the kernels never allocate. In float, 3×3 convolutions with stride
+/// 1 and at least 16 channels each way compute y, and dx where the padding is at most 2, by <see cref="Winograd"/>
+/// F(2×2, 3×3) instead: 2.25 times fewer multiplies (the CNN's conv2: forward 6.8 → 4.4 ms at 2 threads, 128 images).
 /// </summary>
 public static class Conv
 {
@@ -244,11 +246,18 @@ public static class Conv
 
     /// <summary>Values of the scratch buffer <see cref="Forward{T}"/> and <see cref="Backward{T}"/> need: per group, one
     /// image's columns K·L (none for a pointwise window) and a partial weight gradient C_out·K; and once, Wᵀ (K·C_out).</summary>
+    /// <remarks>A convolution that <see cref="Winograd"/> computes needs, per group, the larger of the columns and its
+    /// transformed image, and once its transformed filters, at the end.</remarks>
     public static int ScratchSize(int n, int inChannels, int outChannels, Window2d w)
     {
         long k = (long)inChannels * w.KernelArea;
-        return checked((int)(Groups(n) * (ColumnsSize(inChannels, w) + outChannels * k) + outChannels * k));
+        return checked((int)(Groups(n) * (ColumnsSize(inChannels, outChannels, w) + outChannels * k) + outChannels * k + FiltersSize(inChannels, outChannels, w)));
     }
+
+    // The transformed filters of the forward and of the input gradient, when Winograd computes them (one at a time).
+    private static long FiltersSize(int inChannels, int outChannels, Window2d w) => Math.Max(
+        Winograd.Applies<float>(inChannels, outChannels, w) ? Winograd.FilterSize(inChannels, outChannels) : 0,
+        Winograd.InputGradientWindow<float>(inChannels, outChannels, w) is not null ? Winograd.FilterSize(outChannels, inChannels) : 0);
 
     // The weight gradient's product as dWᵀ += col·dyᵀ rather than dW += dy·colᵀ when the output has fewer channels than
     // the columns have rows: the packed GEMM reads its A in place and transposes its B, so the smaller operand, dy, is
@@ -257,7 +266,15 @@ public static class Conv
     private static bool TransposedWeightGradient(int outChannels, long k) =>
         outChannels < k && outChannels > SgemmSmall.MaxDotColumns;
 
-    private static long ColumnsSize(int inChannels, Window2d w) => w.IsPointwise ? 0 : (long)inChannels * w.KernelArea * w.OutPlaneSize;
+    private static long ColumnsSize(int inChannels, int outChannels, Window2d w)
+    {
+        long columns = w.IsPointwise ? 0 : (long)inChannels * w.KernelArea * w.OutPlaneSize;
+        if (Winograd.Applies<float>(inChannels, outChannels, w))
+            columns = Math.Max(columns, Winograd.ImageScratch(inChannels, outChannels, w));
+        if (Winograd.InputGradientWindow<float>(inChannels, outChannels, w) is { } back)
+            columns = Math.Max(columns, Winograd.ImageScratch(outChannels, inChannels, back));
+        return columns;
+    }
 
     /// <summary>
     /// y = conv(x, W) + b for a batch: x [n, C_in, H, W], weight [C_out, C_in, kh, kw], y [n, C_out, OH, OW] (overwritten).
@@ -272,6 +289,16 @@ public static class Conv
         {
             Y = y, X = x, Weight = weight, Bias = bias, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
+        if (Winograd.Applies<T>(inChannels, outChannels, w))
+        {
+            // The filters transformed once per call, into the end of the scratch; the images in groups over the team.
+            int size = ScratchSize(n, inChannels, outChannels, w), filters = (int)Winograd.FilterSize(inChannels, outChannels);
+            args.Filters = scratch.Slice(size - (int)FiltersSize(inChannels, outChannels, w), filters);
+            fixed (T* pu = args.Filters)
+                Winograd.TransformFilters((float*)pu, MemoryMarshal.Cast<T, float>(weight), inChannels, outChannels);
+            Team.For(Groups(n), ref args, &WinogradGroups);
+            return;
+        }
         // One group (a single image) runs on the calling thread, so that its products can use the team themselves.
         if (Groups(n) == 1)
             ForwardGroups(ref args, 0, 1);
@@ -279,11 +306,24 @@ public static class Conv
             Team.For(Groups(n), ref args, &ForwardGroups);
     }
 
+    private static unsafe void WinogradGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var w = a.W;
+        int groups = Groups(a.N), imageSize = a.InChannels * w.PlaneSize, outSize = a.OutChannels * w.OutPlaneSize;
+        int colSize = (int)ColumnsSize(a.InChannels, a.OutChannels, w);
+        var bias = MemoryMarshal.Cast<T, float>(a.Bias);
+        fixed (T* px = a.X, py = a.Y, pu = a.Filters, pScratch = a.Scratch)
+            for (int g = firstGroup; g < endGroup; g++)
+                for (int img = Team.RangeEnd(g - 1, a.N, groups); img < Team.RangeEnd(g, a.N, groups); img++)
+                    Winograd.Image((float*)py + (long)img * outSize, (float*)px + (long)img * imageSize, (float*)pu,
+                        (float*)pScratch + (long)g * colSize, bias, a.InChannels, a.OutChannels, w);
+    }
+
     private static void ForwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var w = a.W;
         int groups = Groups(a.N), k = a.InChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = a.InChannels * w.PlaneSize;
-        int colSize = (int)ColumnsSize(a.InChannels, w);
+        int colSize = (int)ColumnsSize(a.InChannels, a.OutChannels, w);
         for (int g = firstGroup; g < endGroup; g++)
         {
             var col = a.Scratch.Slice(g * colSize, colSize);
@@ -325,11 +365,12 @@ public static class Conv
             for (int img = 0; img < n; img++)
                 for (int co = 0; co < outChannels; co++)
                     dBias[co] += TensorPrimitives.Sum(dy.Slice((img * outChannels + co) * l, l));
-        int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, w);
+        int groups = Groups(n), colSize = (int)ColumnsSize(inChannels, outChannels, w);
         var partials = scratch.Slice(groups * colSize, groups * weight.Length);
         // Wᵀ, once per call: dcol = Wᵀ·dy then reads its A in place instead of transposing W into panels for every image.
         var weightT = scratch.Slice(groups * (colSize + weight.Length), weight.Length);
-        if (!dx.IsEmpty)
+        var back = dx.IsEmpty ? null : Winograd.InputGradientWindow<T>(inChannels, outChannels, w);
+        if (!dx.IsEmpty && back is null)
             for (int co = 0; co < outChannels; co++)
                 for (int kk = 0; kk < k; kk++)
                     weightT[kk * outChannels + co] = weight[co * k + kk];
@@ -337,6 +378,15 @@ public static class Conv
         {
             Y = dx, X = x, DY = dy, Weight = weightT, Scratch = scratch, N = n, InChannels = inChannels, OutChannels = outChannels, W = w,
         };
+        if (back is { } b)
+        {
+            // dx by Winograd: dy convolved with the flipped filters, transformed once per call.
+            int size = ScratchSize(n, inChannels, outChannels, w), filters = (int)Winograd.FilterSize(outChannels, inChannels);
+            args.Filters = scratch.Slice(size - (int)FiltersSize(inChannels, outChannels, w), filters);
+            fixed (T* pu = args.Filters)
+                Winograd.TransformFilters((float*)pu, MemoryMarshal.Cast<T, float>(weight), outChannels, inChannels, flipped: true);
+            args.Back = b;
+        }
         if (groups == 1)
             BackwardGroups(ref args, 0, 1);
         else
@@ -356,11 +406,11 @@ public static class Conv
         }
     }
 
-    private static void BackwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
+    private static unsafe void BackwardGroups<T>(ref Args<T> a, int firstGroup, int endGroup) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var w = a.W;
         int groups = Groups(a.N), k = a.InChannels * w.KernelArea, l = w.OutPlaneSize, imageSize = a.InChannels * w.PlaneSize;
-        int colSize = (int)ColumnsSize(a.InChannels, w), dwSize = a.Weight.Length;
+        int colSize = (int)ColumnsSize(a.InChannels, a.OutChannels, w), dwSize = a.Weight.Length;
         for (int g = firstGroup; g < endGroup; g++)
         {
             var cols = a.Scratch.Slice(g * colSize, colSize);
@@ -385,6 +435,13 @@ public static class Conv
                 if (a.Y.IsEmpty)
                     continue;
                 var dxn = a.Y.Slice(img * imageSize, imageSize);
+                if (a.Back is { } back)
+                {
+                    // The columns are consumed: their space holds the transformed dy.
+                    fixed (T* pdx = dxn, pdy = dyn, pu = a.Filters, pcols = cols)
+                        Winograd.Image((float*)pdx, (float*)pdy, (float*)pu, (float*)pcols, default, a.OutChannels, a.InChannels, back);
+                    continue;
+                }
                 dxn.Clear();
                 Gemm.AB(cols, a.Weight, dyn, k, a.OutChannels, l, accumulate: false);
                 Col2Im(dxn, cols, a.InChannels, w);
@@ -406,9 +463,10 @@ public static class Conv
     private ref struct Args<T> where T : unmanaged
     {
         public Span<T> Y, Scratch;
-        public ReadOnlySpan<T> X, DY, Weight, Bias;
+        public ReadOnlySpan<T> X, DY, Weight, Bias, Filters;
         public int N, InChannels, OutChannels;
         public Window2d W;
+        public Window2d? Back; // the input gradient's window when Winograd computes it
     }
 
     private static void CheckColumns(int colLength, int imageLength, int channels, Window2d w)

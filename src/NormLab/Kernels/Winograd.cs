@@ -1,0 +1,309 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace NormLab.Kernels;
+
+/// <summary>
+/// Winograd's minimal filtering F(2×2, 3×3) (Lavin &amp; Gray 2016) for 3×3 convolutions with stride 1: each 2×2 block
+/// of the output (a tile) comes from the 4×4 patch of input under it as
+/// <code>
+/// Y = Aᵀ·[ Σ_cin (G·g·Gᵀ) ⊙ (Bᵀ·d·B) ]·A
+/// </code>
+/// that is, 16 products of [C_out, C_in] by [C_in, tiles], one per position ξ of the 4×4 transformed tile, where direct
+/// convolution (im2col) needs 36 multiply-adds per output pair: 2.25 times fewer.
+/// </summary>
+/// <remarks>
+/// <para>Layout, per image: tiles in rows of 8 (one vector: a tile row of a plane at most 16 wide, or a chunk of a wider
+/// one), two rows to a panel of 16, the packed-B panel of the GEMM micro-kernel; the transformed input
+/// V[ξ][panel][cin][16] is written in that layout directly, and the transformed filters U[ξ][rows of 6][cin][6] in the
+/// micro-kernel's packed-A layout, once per call. The products of a panel go to a scratch M[ξ][cout][16] that the output
+/// transform reads back while it is in L1/L2.</para>
+/// <para>The sums differ from im2col's in rounding (the transforms add and halve before multiplying); the matrices of
+/// F(2×2, 3×3) hold only 0, ±1 and ±½, and the error stays within a few ulps of the direct sums (tests bound it).
+/// Every output depends on its own image only, so the results do not depend on the number of threads.</para>
+/// </remarks>
+internal static unsafe class Winograd
+{
+    private const int MR = SgemmKernel.MR, Lanes8 = 8, PanelWidth = 16, Positions = 16;
+
+    /// <summary>Whether a float convolution goes this way: a 3×3 window with stride 1 on AVX2, and enough channels that
+    /// the transforms cost little next to the products (a one-channel input, the first layer, stays with im2col).</summary>
+    public static bool Applies<T>(int inChannels, int outChannels, Window2d w) =>
+        typeof(T) == typeof(float) && Sgemm.IsSupported && w.KernelHeight == 3 && w.KernelWidth == 3 && w.Stride == 1 &&
+        inChannels >= MinChannels && outChannels >= MinChannels;
+
+    /// <summary>
+    /// The input gradient of a convolution that <see cref="Applies{T}"/> with padding at most 2 is a convolution of dy with
+    /// the filters flipped (channels swapped, rotated by 180°) and padding 2 − p; this is its window, null where that does
+    /// not apply.
+    /// </summary>
+    public static Window2d? InputGradientWindow<T>(int inChannels, int outChannels, Window2d w)
+    {
+        if (!Applies<T>(inChannels, outChannels, w) || w.Padding > 2)
+            return null;
+        var back = new Window2d(w.OutHeight, w.OutWidth, 3, 3, 1, 2 - w.Padding);
+        return back.OutHeight == w.Height && back.OutWidth == w.Width ? back : null;
+    }
+
+    /// <summary>Fewer channels than this stay with im2col.</summary>
+    internal static int MinChannels { get; set; } = 16;
+
+    /// <summary>Floats of per-image scratch: V and one panel's M.</summary>
+    public static long ImageScratch(int inChannels, int outChannels, Window2d w) =>
+        Positions * PositionStride(inChannels, w) + (long)Positions * RowPanels(outChannels) * MR * PanelWidth + RowsSize(w);
+
+    // V's floats per position ξ, plus a line: the input transform stores to all 16 positions at once, and a stride of a
+    // multiple of 4 KiB put all 16 lines in one L1 set (conv2: 8 KiB; its input transform took 21 µs an image, not 6).
+    private static long PositionStride(int inChannels, Window2d w) => (long)Panels(w) * inChannels * PanelWidth + PanelWidth;
+
+    // One channel's input rows split into column sets (RowSets), and a row of zeros for the padding above and below.
+    private static long RowsSize(Window2d w) => (long)(w.Height + 1) * RowFloats(w);
+
+    private static int RowFloats(Window2d w) => 4 * Lanes8 * Chunks(w);
+
+    /// <summary>Floats of the transformed, packed filters.</summary>
+    public static long FilterSize(int inChannels, int outChannels) => (long)Positions * RowPanels(outChannels) * inChannels * MR;
+
+    private static int RowPanels(int outChannels) => (outChannels + MR - 1) / MR;
+
+    private static int TileRows(Window2d w) => (w.OutHeight + 1) / 2;
+
+    private static int Chunks(Window2d w) => ((w.OutWidth + 1) / 2 + Lanes8 - 1) / Lanes8;
+
+    private static int Panels(Window2d w) => (TileRows(w) * Chunks(w) + 1) / 2;
+
+    /// <summary>U = G·g·Gᵀ for every filter g = weight[cout, cin], packed as the micro-kernel's A: U[ξ][rowPanel][cin][6],
+    /// with zero rows past the last output channel. <paramref name="flipped"/> takes the filters of the input gradient
+    /// instead, g = weight[cin, cout] rotated by 180° (weight then has the shape of the forward convolution's,
+    /// [inChannels, outChannels, 3, 3] in this call's terms).</summary>
+    public static void TransformFilters(float* u, ReadOnlySpan<float> weight, int inChannels, int outChannels, bool flipped = false)
+    {
+        int rowPanels = RowPanels(outChannels);
+        new Span<float>(u, (int)FilterSize(inChannels, outChannels)).Clear();
+        Span<float> gg = stackalloc float[12], g = stackalloc float[9];
+        for (int co = 0; co < outChannels; co++)
+            for (int ci = 0; ci < inChannels; ci++)
+            {
+                if (flipped)
+                    for (int k = 0; k < 9; k++)
+                        g[k] = weight[(ci * outChannels + co) * 9 + 8 - k];
+                else
+                    weight.Slice((co * inChannels + ci) * 9, 9).CopyTo(g);
+                // G·g (4×3): rows g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2.
+                for (int j = 0; j < 3; j++)
+                {
+                    float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+                    gg[j] = g0;
+                    gg[3 + j] = 0.5f * (g0 + g1 + g2);
+                    gg[6 + j] = 0.5f * (g0 - g1 + g2);
+                    gg[9 + j] = g2;
+                }
+                // (G·g)·Gᵀ, row by row, into ξ = 4·row + column.
+                for (int r = 0; r < 4; r++)
+                {
+                    float h0 = gg[3 * r], h1 = gg[3 * r + 1], h2 = gg[3 * r + 2];
+                    Span<float> row = [h0, 0.5f * (h0 + h1 + h2), 0.5f * (h0 - h1 + h2), h2];
+                    for (int c = 0; c < 4; c++)
+                        u[(((long)(4 * r + c) * rowPanels + co / MR) * inChannels + ci) * MR + co % MR] = row[c];
+                }
+            }
+    }
+
+    /// <summary>One image: x [C_in, H, W] → y [C_out, OH, OW] (overwritten), plus the bias when there is one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Image(float* y, float* x, float* u, float* scratch, ReadOnlySpan<float> bias, int inChannels, int outChannels, Window2d w)
+    {
+        int panels = Panels(w), rowPanels = RowPanels(outChannels);
+        long positionStride = PositionStride(inChannels, w);
+        float* v = scratch, m = scratch + Positions * positionStride, rows = m + (long)Positions * rowPanels * MR * PanelWidth;
+        TransformInput(v, x, rows, inChannels, w);
+        for (int p = 0; p < panels; p++)
+        {
+            for (int xi = 0; xi < Positions; xi++)
+            {
+                float* b = v + xi * positionStride + (long)p * inChannels * PanelWidth;
+                for (int rp = 0; rp < rowPanels; rp++)
+                    SgemmKernel.Tile6x16(inChannels, u + ((long)xi * rowPanels + rp) * inChannels * MR, 1, MR, b,
+                        m + ((long)xi * rowPanels + rp) * MR * PanelWidth, PanelWidth, overwrite: true);
+            }
+            TransformOutput(y, m, p, rowPanels * MR, bias, outChannels, w);
+        }
+    }
+
+    // V = Bᵀ·d·B for every tile and input channel. Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]: down the patch's rows
+    // first (on whole tile rows at once), then across its columns. A tile row's patches start at every second column, so
+    // each input row is first split, once, into four column sets per chunk of eight tiles (RowSets): columns 2j, 2j + 1,
+    // 2j + 2 and 2j + 3 of tile j's patch, one lane per tile.
+    private static void TransformInput(float* v, float* x, float* rows, int inChannels, Window2d w)
+    {
+        int tileRows = TileRows(w), chunks = Chunks(w), panels = Panels(w), rowFloats = RowFloats(w);
+        // Per chunk and load of RowSets, the lanes that fall inside the row (the rest read as the padding's zeros).
+        Span<Vector256<float>> inside = stackalloc Vector256<float>[4 * chunks];
+        for (int c = 0; c < chunks; c++)
+            for (int k = 0; k < 4; k++)
+            {
+                int first = PanelWidth * c - w.Padding + LoadOffsets[k];
+                var column = Vector256.Create(0f, 1, 2, 3, 4, 5, 6, 7) + Vector256.Create((float)first);
+                inside[4 * c + k] = Vector256.GreaterThanOrEqual(column, Vector256<float>.Zero) & Vector256.LessThan(column, Vector256.Create((float)w.Width));
+            }
+        float* zeros = rows + (long)w.Height * rowFloats;
+        new Span<float>(zeros, rowFloats).Clear();
+        long positionStride = PositionStride(inChannels, w);
+        if (tileRows * chunks % 2 == 1)
+        {
+            // The last panel's second half has no tiles: zeros, so that its products are of finite values.
+            for (int xi = 0; xi < Positions; xi++)
+                for (int ci = 0; ci < inChannels; ci++)
+                    new Span<float>(v + xi * positionStride + ((long)(panels - 1) * inChannels + ci) * PanelWidth + Lanes8, Lanes8).Clear();
+        }
+        for (int ci = 0; ci < inChannels; ci++)
+        {
+            float* plane = x + (long)ci * w.PlaneSize;
+            for (int r = 0; r < w.Height; r++)
+                RowSets(rows + (long)r * rowFloats, plane + (long)r * w.Width - w.Padding, inside);
+            for (int ti = 0; ti < tileRows; ti++)
+            {
+                float* r0 = Row(rows, zeros, 2 * ti - w.Padding, w.Height, rowFloats);
+                float* r1 = Row(rows, zeros, 2 * ti - w.Padding + 1, w.Height, rowFloats);
+                float* r2 = Row(rows, zeros, 2 * ti - w.Padding + 2, w.Height, rowFloats);
+                float* r3 = Row(rows, zeros, 2 * ti - w.Padding + 3, w.Height, rowFloats);
+                for (int c = 0; c < chunks; c++)
+                {
+                    int slotRow = ti * chunks + c, at = 4 * Lanes8 * c;
+                    TransformChunk(v + ((long)(slotRow / 2) * inChannels + ci) * PanelWidth + slotRow % 2 * Lanes8, positionStride,
+                        r0 + at, r1 + at, r2 + at, r3 + at);
+                }
+            }
+        }
+    }
+
+    private static float* Row(float* rows, float* zeros, int r, int height, int rowFloats) =>
+        r >= 0 && r < height ? rows + (long)r * rowFloats : zeros;
+
+    // Where RowSets loads, in columns from a chunk's first: 0 and 8 for the even and odd columns, 2 and 10 for the same
+    // one tile on.
+    private static readonly int[] LoadOffsets = [0, 8, 2, 10];
+
+    // A row's columns 2j, 2j + 1, 2j + 2, 2j + 3 (counted from −padding) for the eight tiles j of each chunk, as four
+    // vectors per chunk; masked loads read the columns outside the row as zeros, and never touch them.
+    private static void RowSets(float* sets, float* line, ReadOnlySpan<Vector256<float>> inside)
+    {
+        for (int c = 0; c < inside.Length / 4; c++, line += PanelWidth, sets += 4 * Lanes8)
+        {
+            var (e, o) = Deinterleave(Avx.MaskLoad(line, inside[4 * c]), Avx.MaskLoad(line + 8, inside[4 * c + 1]));
+            var (e1, o1) = Deinterleave(Avx.MaskLoad(line + 2, inside[4 * c + 2]), Avx.MaskLoad(line + 10, inside[4 * c + 3]));
+            e.Store(sets);
+            o.Store(sets + Lanes8);
+            e1.Store(sets + 2 * Lanes8);
+            o1.Store(sets + 3 * Lanes8);
+        }
+    }
+
+    // Eight tiles of one tile row, from the column sets of its four input rows.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransformChunk(float* v, long positionStride, float* d0, float* d1, float* d2, float* d3)
+    {
+        // Bᵀ·d: rows d0 − d2, d1 + d2, d2 − d1, d1 − d3, for each of the four column sets.
+        Across(v, positionStride, 0, Set(d0, 0) - Set(d2, 0), Set(d0, 1) - Set(d2, 1), Set(d0, 2) - Set(d2, 2), Set(d0, 3) - Set(d2, 3));
+        Across(v, positionStride, 1, Set(d1, 0) + Set(d2, 0), Set(d1, 1) + Set(d2, 1), Set(d1, 2) + Set(d2, 2), Set(d1, 3) + Set(d2, 3));
+        Across(v, positionStride, 2, Set(d2, 0) - Set(d1, 0), Set(d2, 1) - Set(d1, 1), Set(d2, 2) - Set(d1, 2), Set(d2, 3) - Set(d1, 3));
+        Across(v, positionStride, 3, Set(d1, 0) - Set(d3, 0), Set(d1, 1) - Set(d3, 1), Set(d1, 2) - Set(d3, 2), Set(d1, 3) - Set(d3, 3));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Set(float* row, int set) => Vector256.Load(row + set * Lanes8);
+
+    // (·)·B for row k of Bᵀ·d: columns c0 − c2, c1 + c2, c2 − c1, c1 − c3, stored at ξ = 4k + 0…3.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Across(float* v, long positionStride, int k, Vector256<float> c0, Vector256<float> c1, Vector256<float> c2,
+        Vector256<float> c3)
+    {
+        float* at = v + 4 * k * positionStride;
+        (c0 - c2).Store(at);
+        (c1 + c2).Store(at + positionStride);
+        (c2 - c1).Store(at + 2 * positionStride);
+        (c1 - c3).Store(at + 3 * positionStride);
+    }
+
+    // a0…a7, b0…b7 → (a0 a2 a4 a6 b0 b2 b4 b6, a1 a3 a5 a7 b1 b3 b5 b7).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> Even, Vector256<float> Odd) Deinterleave(Vector256<float> a, Vector256<float> b)
+    {
+        var even = Avx.Shuffle(a, b, 0b10_00_10_00);
+        var odd = Avx.Shuffle(a, b, 0b11_01_11_01);
+        return (Avx2.Permute4x64(even.AsDouble(), 0b11_01_10_00).AsSingle(), Avx2.Permute4x64(odd.AsDouble(), 0b11_01_10_00).AsSingle());
+    }
+
+    // Y = Aᵀ·M·A for the tiles of panel p, Aᵀ = [1 1 1 0; 0 1 −1 −1]: across each row of M first (a = m0 + m1 + m2,
+    // b = m1 − m2 − m3), then down (the same on a and b), eight tiles at a time, each tile row written as pairs of columns.
+    private static void TransformOutput(float* y, float* m, int p, int rows, ReadOnlySpan<float> bias, int outChannels, Window2d w)
+    {
+        int chunks = Chunks(w), oh = w.OutHeight, ow = w.OutWidth, tileRows = TileRows(w);
+        long positionStride = (long)rows * PanelWidth;
+        // Planes at least 8 and at most 16 wide take whole 16-value stores that run into the next row, which is written
+        // after (the pair's second row, or the next tile row's first): masked stores cost as much as the transform. A
+        // plane's last row, and rows of wider planes' last chunks, are masked.
+        bool spill = chunks == 1 && ow >= Lanes8;
+        for (int half = 0; half < 2; half++)
+        {
+            int slotRow = 2 * p + half, ti = slotRow / chunks, c = slotRow % chunks;
+            if (ti >= tileRows)
+                break;
+            int row = 2 * ti, column = PanelWidth * c, count = Math.Min(PanelWidth, ow - column);
+            var store = new PairStore(count);
+            bool wholeFirst = count == PanelWidth || (spill && row + 1 < oh), wholeSecond = count == PanelWidth || (spill && row + 2 < oh);
+            for (int co = 0; co < outChannels; co++)
+            {
+                float* t = m + (long)co * PanelWidth + half * Lanes8;
+                var (a0, b0) = Row(t, positionStride, 0);
+                var (a1, b1) = Row(t, positionStride, 1);
+                var (a2, b2) = Row(t, positionStride, 2);
+                var (a3, b3) = Row(t, positionStride, 3);
+                var shift = Vector256.Create(bias.IsEmpty ? 0f : bias[co]);
+                float* plane = y + (long)co * oh * ow;
+                store.Put(plane + (long)row * ow + column, a0 + a1 + a2 + shift, b0 + b1 + b2 + shift, wholeFirst);
+                if (row + 1 < oh)
+                    store.Put(plane + (long)(row + 1) * ow + column, a1 - a2 - a3 + shift, b1 - b2 - b3 + shift, wholeSecond);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> A, Vector256<float> B) Row(float* t, long positionStride, int k)
+    {
+        float* at = t + 4 * k * positionStride;
+        var m0 = Vector256.Load(at);
+        var m1 = Vector256.Load(at + positionStride);
+        var m2 = Vector256.Load(at + 2 * positionStride);
+        var m3 = Vector256.Load(at + 3 * positionStride);
+        return (m0 + m1 + m2, m1 - m2 - m3);
+    }
+
+    // Columns 2j (from `left`) and 2j + 1 (from `right`) for eight tiles j: 16 values, of which the first `count` belong
+    // to the row; the rest are written too where the caller allows it (whole), else masked off.
+    private readonly struct PairStore(int count)
+    {
+        private readonly Vector256<float> _first = FirstLanes(count), _second = FirstLanes(count - Lanes8);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Put(float* at, Vector256<float> left, Vector256<float> right, bool whole)
+        {
+            var lo = Avx.UnpackLow(left, right);
+            var hi = Avx.UnpackHigh(left, right);
+            var first = Avx.Permute2x128(lo, hi, 0x20);
+            var second = Avx.Permute2x128(lo, hi, 0x31);
+            if (whole)
+            {
+                first.Store(at);
+                second.Store(at + Lanes8);
+                return;
+            }
+            Avx.MaskStore(at, _first, first);
+            Avx.MaskStore(at + Lanes8, _second, second);
+        }
+
+        private static Vector256<float> FirstLanes(int count) =>
+            Vector256.LessThan(Vector256.Create(0f, 1, 2, 3, 4, 5, 6, 7), Vector256.Create((float)count));
+    }
+}
