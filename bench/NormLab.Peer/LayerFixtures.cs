@@ -18,7 +18,7 @@ internal static class LayerFixtures
         yield return Conv2d("conv2d_s1_p1", 3, 4, kernel: 3, stride: 1, padding: 1, bias: true, [2, 3, 7, 6]);
         yield return Conv2d("conv2d_s2_p1", 2, 3, kernel: 3, stride: 2, padding: 1, bias: false, [2, 2, 7, 7]);
         yield return Conv2d("conv2d_k1", 3, 5, kernel: 1, stride: 1, padding: 0, bias: true, [2, 3, 4, 4]);
-        // 3×3, stride 1, at least 16 channels each way: NormLab computes these by Winograd F(2×2, 3×3), forward and dx.
+        // 3×3, stride 1, at least 8 channels each way: NormLab computes these by Winograd F(2×2, 3×3), forward and dx.
         yield return Conv2d("conv2d_winograd", 16, 20, kernel: 3, stride: 1, padding: 1, bias: true, [2, 16, 9, 10]);
         yield return Conv2d("conv2d_winograd_p2", 17, 16, kernel: 3, stride: 1, padding: 2, bias: false, [1, 17, 5, 19]);
         yield return MaxPool("maxpool2d_k2", kernel: 2, stride: 2, padding: 0, [2, 3, 6, 6]);

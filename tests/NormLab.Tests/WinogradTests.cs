@@ -4,7 +4,7 @@ using NormLab.Tests.Support;
 namespace NormLab.Tests;
 
 /// <summary>
-/// 3×3 convolutions with stride 1 and at least 16 channels in and out run through Winograd's F(2×2, 3×3) in float
+/// 3×3 convolutions with stride 1 and at least 8 channels in and out run through Winograd's F(2×2, 3×3) in float
 /// (<see cref="Winograd"/>). Their outputs must match the direct sums, computed here in double, within the rounding of the
 /// transforms: a few float ulps of the sum of |w·x| that each output adds up. The input gradient of such a convolution
 /// (padding at most 2) is one too, of dy with the filters flipped, and goes the same way.
@@ -23,6 +23,7 @@ public class WinogradTests
         { 1, 16, 16, 4, 4, 2, false },    // padding 2: 6×6 output, tiles reading only padding
         { 9, 16, 16, 1, 1, 1, true },     // a 1×1 plane: one tile, one output
         { 1, 40, 70, 8, 8, 1, false },    // C_out not a multiple of 6, C_in past a vector
+        { 2, 8, 9, 10, 6, 1, true },      // the fewest channels that go this way
     };
 
     [Theory]
@@ -97,6 +98,7 @@ public class WinogradTests
 
     [Theory]
     [InlineData(1, 16, 3, 1)]  // one input channel: the first layer stays with im2col
+    [InlineData(16, 7, 3, 1)]  // seven output channels: dx's products would be 7 deep
     [InlineData(16, 16, 5, 1)] // a 5×5 window
     [InlineData(16, 16, 3, 2)] // stride 2
     public void OtherConvolutionsStayWithColumns(int cIn, int cOut, int kernel, int stride)

@@ -10,8 +10,8 @@ namespace NormLab.Kernels;
 /// <code>
 /// Y = Aᵀ·[ Σ_cin (G·g·Gᵀ) ⊙ (Bᵀ·d·B) ]·A
 /// </code>
-/// that is, 16 products of [C_out, C_in] by [C_in, tiles], one per position ξ of the 4×4 transformed tile, where direct
-/// convolution (im2col) needs 36 multiply-adds per output pair: 2.25 times fewer.
+/// that is, 16 products of [C_out, C_in] by [C_in, tiles], one per position ξ of the 4×4 transformed tile: 16 multiplies
+/// per tile and pair of channels, where direct convolution (im2col) takes 4·9 = 36.
 /// </summary>
 /// <remarks>
 /// <para>Layout, per image: tiles in rows of 8 (one vector: a tile row of a plane at most 16 wide, or a chunk of a wider
@@ -21,7 +21,9 @@ namespace NormLab.Kernels;
 /// transform reads back while it is in L1/L2.</para>
 /// <para>The sums differ from im2col's in rounding (the transforms add and halve before multiplying); the matrices of
 /// F(2×2, 3×3) hold only 0, ±1 and ±½, and the error stays within a few ulps of the direct sums (tests bound it).
-/// Every output depends on its own image only, so the results do not depend on the number of threads.</para>
+/// Every output depends on its own image only, so the results do not depend on the number of threads. An infinite input
+/// becomes NaN in the outputs of the tiles that read it (∞ − ∞ in the transforms), where the direct sums may give ±∞:
+/// non-finite either way, and located by the same layer.</para>
 /// </remarks>
 internal static unsafe class Winograd
 {
@@ -46,15 +48,21 @@ internal static unsafe class Winograd
         return back.OutHeight == w.Height && back.OutWidth == w.Width ? back : null;
     }
 
-    /// <summary>Fewer channels than this stay with im2col.</summary>
-    internal static int MinChannels { get; set; } = 16;
+    /// <summary>
+    /// Fewer channels than this, in or out, stay with im2col: the products' depth is C_in forward and C_out for dx, and
+    /// a short one leaves the transforms to dominate. Measured at 2 threads, forward and backward against im2col:
+    /// 32→64 on 14×14 1.47× and 1.13×, 8→16 on 28×28 1.12× and 1.06×, 8→8 1.58× and 1.25×; but 4→16 0.52× and 0.83×,
+    /// 3→64 0.51× and 0.60×, 1→32 (the CNN's first layer) 0.37× and 0.49×. (A test hook may change it; the scratch size
+    /// follows it.)
+    /// </summary>
+    internal static int MinChannels { get; set; } = 8;
 
     /// <summary>Floats of per-image scratch: V and one panel's M.</summary>
     public static long ImageScratch(int inChannels, int outChannels, Window2d w) =>
         Positions * PositionStride(inChannels, w) + (long)Positions * RowPanels(outChannels) * MR * PanelWidth + RowsSize(w);
 
     // V's floats per position ξ, plus a line: the input transform stores to all 16 positions at once, and a stride of a
-    // multiple of 4 KiB put all 16 lines in one L1 set (conv2: 8 KiB; its input transform took 21 µs an image, not 6).
+    // multiple of 4 KiB put all 16 lines in one L1 set (conv2: 8 KiB; its input transform took 21 µs an image, then 15).
     private static long PositionStride(int inChannels, Window2d w) => (long)Panels(w) * inChannels * PanelWidth + PanelWidth;
 
     // One channel's input rows split into column sets (RowSets), and a row of zeros for the padding above and below.
@@ -181,8 +189,8 @@ internal static unsafe class Winograd
     private static float* Row(float* rows, float* zeros, int r, int height, int rowFloats) =>
         r >= 0 && r < height ? rows + (long)r * rowFloats : zeros;
 
-    // Where RowSets loads, in columns from a chunk's first: 0 and 8 for the even and odd columns, 2 and 10 for the same
-    // one tile on.
+    // Where RowSets loads, in columns from a chunk's first: 0 and 8 (split into columns 2j and 2j + 1), then 2 and 10
+    // (2j + 2 and 2j + 3).
     private static readonly int[] LoadOffsets = [0, 8, 2, 10];
 
     // A row's columns 2j, 2j + 1, 2j + 2, 2j + 3 (counted from −padding) for the eight tiles j of each chunk, as four
