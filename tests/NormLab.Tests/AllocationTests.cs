@@ -3,6 +3,7 @@ using NormLab.Tests.Support;
 namespace NormLab.Tests;
 
 /// <summary>A steady-state training step allocates nothing on the managed heap: modules reuse their buffers.</summary>
+[Collection(TeamSize.Collection)]
 public class AllocationTests
 {
     /// <summary>Bytes allocated by five steady training steps (after three warm-up steps); <paramref name="also"/> runs after each step.</summary>
@@ -31,6 +32,20 @@ public class AllocationTests
         var labels = Enumerable.Range(0, 8).Select(i => i % 10).ToArray();
         Assert.Equal(0, StepAllocations(model, new Sgd(model.Parameters(), 0.1, momentum: 0.9), TensorAssert.Randn(2, 8, 20), labels));
         Assert.Equal(0, StepAllocations(model, new Adam(model.Parameters()), TensorAssert.Randn(3, 8, 20), labels));
+    }
+
+    /// <summary>The CNN: Winograd convolutions (conv2), BN + ReLU + pooling fused, the linear layers' backward as two
+    /// tasks. On one thread every part runs on the calling thread, where the count sees it; on two, the caller's part.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void CnnTrainingStep(int threads)
+    {
+        using var _ = new TeamSize(threads);
+        Assert.True(NormLab.Kernels.Winograd.Applies<float>(32, 64, new NormLab.Kernels.Window2d(14, 14, 3, 3, 1, 1)));
+        var model = NormLab.Models.Zoo.Cnn(NormLab.Models.NormKind.Batch, rng: new Rng(1));
+        var labels = Enumerable.Range(0, 4).Select(i => i % 10).ToArray();
+        Assert.Equal(0, StepAllocations(model, new Sgd(model.Parameters(), 0.01, momentum: 0.9), TensorAssert.Randn(4, 4, 1, 28, 28), labels));
     }
 
     [Fact]
