@@ -85,38 +85,71 @@ internal static unsafe class Winograd
     /// with zero rows past the last output channel. <paramref name="flipped"/> takes the filters of the input gradient
     /// instead, g = weight[cin, cout] rotated by 180° (weight then has the shape of the forward convolution's,
     /// [inChannels, outChannels, 3, 3] in this call's terms).</summary>
+    /// <remarks>Panels of six output channels over the team (each value is written once, the same whoever writes it):
+    /// on one thread the 64×32 filters of the CNN's conv2 took longer than a batch of two images' products.</remarks>
     public static void TransformFilters(float* u, ReadOnlySpan<float> weight, int inChannels, int outChannels, bool flipped = false)
     {
-        int rowPanels = RowPanels(outChannels);
-        new Span<float>(u, (int)FilterSize(inChannels, outChannels)).Clear();
-        Span<float> gg = stackalloc float[12], g = stackalloc float[9];
-        for (int co = 0; co < outChannels; co++)
-            for (int ci = 0; ci < inChannels; ci++)
-            {
-                if (flipped)
-                    for (int k = 0; k < 9; k++)
-                        g[k] = weight[(ci * outChannels + co) * 9 + 8 - k];
-                else
-                    weight.Slice((co * inChannels + ci) * 9, 9).CopyTo(g);
-                // G·g (4×3): rows g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2.
-                for (int j = 0; j < 3; j++)
-                {
-                    float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-                    gg[j] = g0;
-                    gg[3 + j] = 0.5f * (g0 + g1 + g2);
-                    gg[6 + j] = 0.5f * (g0 - g1 + g2);
-                    gg[9 + j] = g2;
-                }
-                // (G·g)·Gᵀ, row by row, into ξ = 4·row + column.
-                for (int r = 0; r < 4; r++)
-                {
-                    float h0 = gg[3 * r], h1 = gg[3 * r + 1], h2 = gg[3 * r + 2];
-                    Span<float> row = [h0, 0.5f * (h0 + h1 + h2), 0.5f * (h0 - h1 + h2), h2];
-                    for (int c = 0; c < 4; c++)
-                        u[(((long)(4 * r + c) * rowPanels + co / MR) * inChannels + ci) * MR + co % MR] = row[c];
-                }
-            }
+        if (weight.Length != (long)inChannels * outChannels * 9)
+            throw new ArgumentException($"Winograd: {weight.Length} weights for {outChannels}×{inChannels} 3×3 filters.");
+        fixed (float* pw = weight)
+        {
+            var args = new Filters { U = u, Weight = pw, In = inChannels, Out = outChannels, Flipped = flipped };
+            Threading.Team.For(RowPanels(outChannels), ref args, &FilterPanels);
+        }
     }
+
+    private struct Filters
+    {
+        public float* U, Weight;
+        public int In, Out;
+        public bool Flipped;
+    }
+
+    private static void FilterPanels(ref Filters a, int first, int end)
+    {
+        int rowPanels = RowPanels(a.Out);
+        float* g = stackalloc float[9];
+        for (int rp = first; rp < end; rp++)
+            for (int r = 0; r < MR; r++)
+                for (int ci = 0; ci < a.In; ci++)
+                {
+                    int co = rp * MR + r;
+                    long at = ((long)rp * a.In + ci) * MR + r, positionStride = (long)rowPanels * a.In * MR;
+                    if (co >= a.Out)
+                    {
+                        for (int xi = 0; xi < Positions; xi++)
+                            a.U[at + xi * positionStride] = 0; // rows past the last channel: zero products
+                        continue;
+                    }
+                    for (int k = 0; k < 9; k++)
+                        g[k] = a.Flipped ? a.Weight[((long)ci * a.Out + co) * 9 + 8 - k] : a.Weight[((long)co * a.In + ci) * 9 + k];
+                    Transform(g, a.U + at, positionStride);
+                }
+    }
+
+    // U = G·g·Gᵀ for one 3×3 filter g, into ξ = 4·row + column at `stride` apart. G·g has rows g0, (g0 + g1 + g2)/2,
+    // (g0 − g1 + g2)/2 and g2 (g's rows), and (·)·Gᵀ does the same across each row.
+    private static void Transform(float* g, float* u, long stride)
+    {
+        for (int r = 0; r < 4; r++)
+        {
+            float h0 = Row(g, r, 0), h1 = Row(g, r, 1), h2 = Row(g, r, 2);
+            float* at = u + 4 * r * stride;
+            at[0] = h0;
+            at[stride] = 0.5f * (h0 + h1 + h2);
+            at[2 * stride] = 0.5f * (h0 - h1 + h2);
+            at[3 * stride] = h2;
+        }
+    }
+
+    // Row r of G·g, column j.
+    private static float Row(float* g, int r, int j) => r switch
+    {
+        0 => g[j],
+        1 => 0.5f * (g[j] + g[3 + j] + g[6 + j]),
+        2 => 0.5f * (g[j] - g[3 + j] + g[6 + j]),
+        _ => g[6 + j],
+    };
 
     /// <summary>One image: x [C_in, H, W] → y [C_out, OH, OW] (overwritten), plus the bias when there is one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
