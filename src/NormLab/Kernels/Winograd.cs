@@ -133,7 +133,7 @@ internal static unsafe class Winograd
     {
         for (int r = 0; r < 4; r++)
         {
-            float h0 = Row(g, r, 0), h1 = Row(g, r, 1), h2 = Row(g, r, 2);
+            float h0 = FilterRow(g, r, 0), h1 = FilterRow(g, r, 1), h2 = FilterRow(g, r, 2);
             float* at = u + 4 * r * stride;
             at[0] = h0;
             at[stride] = 0.5f * (h0 + h1 + h2);
@@ -143,7 +143,7 @@ internal static unsafe class Winograd
     }
 
     // Row r of G·g, column j.
-    private static float Row(float* g, int r, int j) => r switch
+    private static float FilterRow(float* g, int r, int j) => r switch
     {
         0 => g[j],
         1 => 0.5f * (g[j] + g[3 + j] + g[6 + j]),
@@ -205,10 +205,10 @@ internal static unsafe class Winograd
                 RowSets(rows + (long)r * rowFloats, plane + (long)r * w.Width - w.Padding, inside);
             for (int ti = 0; ti < tileRows; ti++)
             {
-                float* r0 = Row(rows, zeros, 2 * ti - w.Padding, w.Height, rowFloats);
-                float* r1 = Row(rows, zeros, 2 * ti - w.Padding + 1, w.Height, rowFloats);
-                float* r2 = Row(rows, zeros, 2 * ti - w.Padding + 2, w.Height, rowFloats);
-                float* r3 = Row(rows, zeros, 2 * ti - w.Padding + 3, w.Height, rowFloats);
+                float* r0 = InputRow(rows, zeros, 2 * ti - w.Padding, w.Height, rowFloats);
+                float* r1 = InputRow(rows, zeros, 2 * ti - w.Padding + 1, w.Height, rowFloats);
+                float* r2 = InputRow(rows, zeros, 2 * ti - w.Padding + 2, w.Height, rowFloats);
+                float* r3 = InputRow(rows, zeros, 2 * ti - w.Padding + 3, w.Height, rowFloats);
                 for (int c = 0; c < chunks; c++)
                 {
                     int slotRow = ti * chunks + c, at = 4 * Lanes8 * c;
@@ -219,7 +219,8 @@ internal static unsafe class Winograd
         }
     }
 
-    private static float* Row(float* rows, float* zeros, int r, int height, int rowFloats) =>
+    // The column sets of input row r, or zeros above and below the plane.
+    private static float* InputRow(float* rows, float* zeros, int r, int height, int rowFloats) =>
         r >= 0 && r < height ? rows + (long)r * rowFloats : zeros;
 
     // Where RowSets loads, in columns from a chunk's first: 0 and 8 (split into columns 2j and 2j + 1), then 2 and 10
@@ -297,10 +298,10 @@ internal static unsafe class Winograd
             for (int co = 0; co < outChannels; co++)
             {
                 float* t = m + (long)co * PanelWidth + half * Lanes8;
-                var (a0, b0) = Row(t, positionStride, 0);
-                var (a1, b1) = Row(t, positionStride, 1);
-                var (a2, b2) = Row(t, positionStride, 2);
-                var (a3, b3) = Row(t, positionStride, 3);
+                var (a0, b0) = OutputRow(t, positionStride, 0);
+                var (a1, b1) = OutputRow(t, positionStride, 1);
+                var (a2, b2) = OutputRow(t, positionStride, 2);
+                var (a3, b3) = OutputRow(t, positionStride, 3);
                 var shift = Vector256.Create(bias.IsEmpty ? 0f : bias[co]);
                 float* plane = y + (long)co * oh * ow;
                 store.Put(plane + (long)row * ow + column, a0 + a1 + a2 + shift, b0 + b1 + b2 + shift, wholeFirst);
@@ -311,7 +312,8 @@ internal static unsafe class Winograd
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float> A, Vector256<float> B) Row(float* t, long positionStride, int k)
+    // Row k of M·A for eight tiles: a = m0 + m1 + m2, b = m1 − m2 − m3.
+    private static (Vector256<float> A, Vector256<float> B) OutputRow(float* t, long positionStride, int k)
     {
         float* at = t + 4 * k * positionStride;
         var m0 = Vector256.Load(at);
