@@ -42,12 +42,7 @@ public class WinogradTests
             Array.Fill(y, float.NaN); // every output must be written
             Conv.Forward<float>(y, x, weight, b, new float[Conv.ScratchSize(n, cIn, cOut, win)], n, cIn, cOut, win);
             var (expected, magnitude) = Direct(x, weight, b, n, cIn, cOut, win);
-            for (int i = 0; i < y.Length; i++)
-            {
-                double bound = 16 * float.Epsilon + 8 * 1.2e-7 * magnitude[i];
-                if (!(Math.Abs(y[i] - expected[i]) <= bound))
-                    Assert.Fail($"{threads} thread(s), output {i}: {y[i]:R}, direct {expected[i]:R} (bound {bound:G3})");
-            }
+            Within($"{threads} thread(s), output", y, expected, magnitude);
         }
     }
 
@@ -69,12 +64,7 @@ public class WinogradTests
             var dW = new float[weight.Length];
             var db = bias ? new float[cOut] : [];
             Conv.Backward<float>(dx, dW, db, dy, x, weight, new float[Conv.ScratchSize(n, cIn, cOut, win)], n, cIn, cOut, win);
-            for (int i = 0; i < dx.Length; i++)
-            {
-                double bound = 16 * float.Epsilon + 8 * 1.2e-7 * magnitude[i];
-                if (!(Math.Abs(dx[i] - expected[i]) <= bound))
-                    Assert.Fail($"{threads} thread(s), dx {i}: {dx[i]:R}, direct {expected[i]:R} (bound {bound:G3})");
-            }
+            Within($"{threads} thread(s), dx", dx, expected, magnitude);
         }
     }
 
@@ -105,6 +95,17 @@ public class WinogradTests
     {
         Assert.False(Winograd.Applies<float>(cIn, cOut, new Window2d(14, 14, kernel, kernel, stride, 1)));
         Assert.False(Winograd.Applies<double>(16, 16, new Window2d(14, 14, 3, 3, 1, 1)));
+    }
+
+    // Every value within 8 float ulps of the sum of |terms| its direct sum adds up (and NaN nowhere).
+    private static void Within(string what, float[] actual, double[] expected, double[] magnitude)
+    {
+        for (int i = 0; i < actual.Length; i++)
+        {
+            double bound = 16 * float.Epsilon + 8 * 1.2e-7 * magnitude[i];
+            if (!(Math.Abs(actual[i] - expected[i]) <= bound))
+                Assert.Fail($"{what} {i}: {actual[i]:R}, direct {expected[i]:R} (bound {bound:G3})");
+        }
     }
 
     // dx[img, ci, r, c] = Σ W[co, ci, i, j]·dy[img, co, r + p − i, c + p − j] in double, and the sums of |terms|.
